@@ -1,0 +1,522 @@
+"""The one training engine. The CLI, the studio's worker thread and the
+benchmark all drive this loop; nothing about training lives anywhere else.
+
+Per step: (1) draw a batch from the device-resident dataset, (2) ask the model
+plugin for one training step, (3) add the returned loss tensors to on-device
+accumulators. No ``.item()`` per step: the accumulators come to the host as
+one small transfer every ``log_every_s`` (default 100 ms) or every
+``log_every_steps`` steps. Sample grids, checkpoints and commands (pause,
+resume, stop, checkpoint now, roll back) are handled between steps.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+import ganstudio
+from . import events as ev
+from .checkpoints import load_latest, save_checkpoint
+from .config import resolve_config
+from .data import DatasetReport, DeviceImages, load_dataset
+from .devices import DeviceChoice, pick_device
+from .errors import CheckpointError, ConfigError, UserError
+from .images import make_grid, save_png
+from .model import GAN, ModelSpec
+from .runs import RunFolder
+
+
+@dataclass
+class EngineSettings:
+    """How a run is driven (not what is trained: that is the model config)."""
+
+    total_steps: int = 10_000
+    log_every_s: float = 0.1
+    log_every_steps: int = 0          # >0: also log every N steps (tests: exact lines)
+    sample_every_s: float = 5.0
+    sample_every_steps: int = 0
+    checkpoint_every_s: float = 120.0
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 3
+    n_samples: int = 64
+    on_nan: str = "pause"             # "pause" (studio) or "stop" (CLI)
+    device: str = "auto"
+    precision: str = "auto"           # auto | fp32 | bf16
+
+
+class _Commands:
+    """Thread-safe mailbox checked by the engine between steps."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.paused = False
+        self.stop = False
+        self.checkpoint = False
+        self.rollback: float | None = None
+
+    def set(self, **flags: Any) -> None:
+        with self.cond:
+            for k, v in flags.items():
+                setattr(self, k, v)
+            self.cond.notify_all()
+
+
+def _optimizers(model: Any) -> list[torch.optim.Optimizer]:
+    found = []
+    for value in vars(model).values():
+        if isinstance(value, torch.optim.Optimizer):
+            found.append(value)
+    return found
+
+
+def scale_learning_rates(model: Any, factor: float) -> None:
+    """Multiply every learning rate of the model (its hook, or its optimizers, and config)."""
+    if hasattr(model, "scale_learning_rates"):
+        model.scale_learning_rates(factor)
+        return
+    for opt in _optimizers(model):
+        for group in opt.param_groups:
+            group["lr"] = group["lr"] * factor
+
+
+class Engine:
+    """Drives one run. Create it, call :meth:`prepare` then :meth:`run` (same thread).
+
+    Commands (:meth:`pause`, :meth:`resume`, :meth:`stop`, :meth:`checkpoint_now`,
+    :meth:`rollback`) may be called from any thread.
+    """
+
+    def __init__(self, spec: ModelSpec, run_dir: str | Path, *,
+                 data_folder: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None,
+                 settings: EngineSettings | None = None,
+                 listeners: Iterable[Callable[[ev.Event], None]] = (),
+                 resume: bool = False,
+                 images: torch.Tensor | None = None,
+                 cache_dir: str | Path | None = None,
+                 plugin_version: str = ""):
+        self.spec = spec
+        self.run = RunFolder(run_dir)
+        self.data_folder = Path(data_folder).expanduser() if data_folder else None
+        self.overrides = dict(overrides or {})
+        self.settings = settings or EngineSettings()
+        self.listeners = list(listeners)
+        self.resume_requested = resume
+        self.preloaded = images
+        self.cache_dir = cache_dir
+        self.plugin_version = plugin_version
+        self.commands = _Commands()
+        self.step = 0
+        self.images_seen = 0
+        self.elapsed = 0.0
+        self.config: dict[str, Any] = {}
+        self.model: Any = None
+        self.data: DeviceImages | None = None
+        self.report: DatasetReport | None = None
+        self.device: DeviceChoice | None = None
+        self.fixed_noise: torch.Tensor | None = None
+        self.resumed_from: Path | None = None
+        self.last_checkpoint: Path | None = None
+        self._prepared = False
+
+    # -- commands (any thread) ---------------------------------------------------------------
+    def pause(self) -> None:
+        self.commands.set(paused=True)
+
+    def resume(self) -> None:
+        self.commands.set(paused=False)
+
+    def stop(self) -> None:
+        self.commands.set(stop=True, paused=False)
+
+    def checkpoint_now(self) -> None:
+        self.commands.set(checkpoint=True)
+
+    def rollback(self, lr_factor: float = 0.5) -> None:
+        """Go back to the last good checkpoint and scale learning rates (after NaN)."""
+        self.commands.set(rollback=float(lr_factor), paused=False)
+
+    @property
+    def is_paused(self) -> bool:
+        return self.commands.paused
+
+    # -- events ------------------------------------------------------------------------------
+    def emit(self, event: ev.Event) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not stop training
+                self.run.log(f"listener {listener!r} failed:\n{traceback.format_exc()}", "ERROR")
+
+    def _warn(self, message: str, kind: str = "warning") -> None:
+        self.run.log(message, "WARNING")
+        self.emit(ev.Warning(message, self.step, kind))
+
+    # -- preparation -------------------------------------------------------------------------
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Open or create the run folder, prepare the data, build the model and restore
+        the latest checkpoint when resuming. Raises UserError subclasses for the user."""
+        s = self.settings
+        existing = self.run.exists()
+        info: dict[str, Any] | None = None
+        if existing:
+            info = self.run.read_info()
+            if info["model_id"] != self.spec.id:
+                raise UserError(f"run folder {self.run.path} holds a '{info['model_id']}' run, "
+                                f"not '{self.spec.id}'")
+            if not self.resume_requested and self.run.has_checkpoint():
+                raise UserError(f"run folder {self.run.path} already holds a run; "
+                                "resume it (--resume) or choose another folder")
+        base = info["config"] if info else None
+        self.config = resolve_config(self.spec.schema, self.overrides, base=base)
+        if self.data_folder is None and info and info.get("dataset", {}).get("folder"):
+            self.data_folder = Path(info["dataset"]["folder"])
+
+        self.device = pick_device(s.device, precision=s.precision)
+        torch.manual_seed(int(self.config.get("seed", 0)))
+
+        image_shape = None
+        if self.spec.kind == GAN:
+            res, ch = int(self.config["resolution"]), int(self.config["channels"])
+            if self.preloaded is not None:
+                images = self.preloaded
+                self.report = DatasetReport("<in memory>", res, ch, self.config.get("fit", "crop"),
+                                            used=int(images.shape[0]))
+            else:
+                if self.data_folder is None:
+                    raise UserError("no image folder given (--data DIR)")
+                images, self.report = load_dataset(self.data_folder, res, ch,
+                                                   self.config.get("fit", "crop"),
+                                                   cache_dir=self.cache_dir, progress=progress)
+            self.data = DeviceImages(images, self.device.device,
+                                     flip=bool(self.config.get("flip", True)),
+                                     seed=int(self.config.get("seed", 0)))
+            image_shape = self.data.shape
+        self.model = self.spec.factory(self.config, image_shape, self.device.device)
+        if self.data is not None:
+            self.model.attach_data(self.data)
+
+        run_info = {
+            "model_id": self.spec.id, "model_name": self.spec.name, "kind": self.spec.kind,
+            "plugin": self.spec.plugin, "plugin_version": self.plugin_version,
+            "model_version": self.spec.version, "ganstudio_version": ganstudio.__version__,
+            "config": self.config, "total_steps": int(s.total_steps),
+            "device": self.device.name, "device_reason": self.device.reason,
+            "dataset": self.report.to_dict() if self.report else None,
+            "host": platform.node(),
+        }
+        if existing and info is not None:
+            run_info["created"] = info.get("created")
+            self.run.write_info({**info, **run_info})
+        else:
+            self.run.create(run_info)
+        self.run.log(f"model {self.spec.id} ({self.spec.plugin} {self.plugin_version}); "
+                     f"device {self.device.name} ({self.device.reason})")
+        if self.report is not None:
+            self.run.log("dataset: " + self.report.summary())
+            for skipped in self.report.skipped:
+                self.run.log(f"skipped {skipped.path}: {skipped.reason}", "WARNING")
+
+        g = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + 1)
+        if self.spec.kind == GAN:
+            self.fixed_noise = self.model.make_latents(s.n_samples, g)
+
+        if self.resume_requested and existing:
+            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
+                                 on_skip=lambda p, why: self._warn(
+                                     f"{why}; using the previous checkpoint", "checkpoint"))
+            if loaded is None:
+                self.run.log("no usable checkpoint; starting from step 0", "WARNING")
+            else:
+                path, state = loaded
+                self._restore(state)
+                self.resumed_from = path
+                self.last_checkpoint = path
+                self.run.log(f"resumed from {path.name} at step {self.step}")
+        self.run.truncate_metrics_after(self.step)
+        self._prepared = True
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device and self.device.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device.device)
+        return {
+            "format": 1, "model_id": self.spec.id, "plugin": self.spec.plugin,
+            "plugin_version": self.plugin_version, "model_version": self.spec.version,
+            "ganstudio_version": ganstudio.__version__,
+            "step": self.step, "images_seen": self.images_seen, "elapsed": self.elapsed,
+            "config": self.config, "model": self.model.state_dict(),
+            "data": self.data.state_dict() if self.data is not None else {},
+            "fixed_noise": self.fixed_noise.cpu() if self.fixed_noise is not None else None,
+            "rng": rng,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("model_id") != self.spec.id:
+            raise CheckpointError(f"checkpoint belongs to model '{state.get('model_id')}', "
+                                  f"not '{self.spec.id}'")
+        self.model.load_state_dict(state["model"])
+        if self.data is not None:
+            self.data.load_state_dict(state.get("data", {}))
+        self.step = int(state["step"])
+        self.images_seen = int(state.get("images_seen", 0))
+        self.elapsed = float(state.get("elapsed", 0.0))
+        if state.get("fixed_noise") is not None:
+            self.fixed_noise = state["fixed_noise"].to(self.device.device)
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].to(torch.uint8).cpu())
+        if "cuda" in rng and self.device.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].to(torch.uint8).cpu(), self.device.device)
+
+    def write_checkpoint(self) -> Path | None:
+        """Save now; on disk errors the run is told and older checkpoints stay."""
+        try:
+            path = save_checkpoint(self._state(), self.run.checkpoints_dir, self.step,
+                                   keep_last=self.settings.keep_checkpoints)
+        except OSError as e:
+            raise _DiskError(f"could not write a checkpoint to {self.run.checkpoints_dir}: "
+                             f"{e.strerror or e}; older checkpoints are intact") from e
+        self.last_checkpoint = path
+        self.run.log(f"checkpoint {path.name}")
+        self.emit(ev.CheckpointWritten(self.step, str(path)))
+        return path
+
+    # -- samples -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def render_samples(self) -> ev.Samples:
+        if self.spec.kind == GAN:
+            images = self.model.sample(self.fixed_noise)
+        else:
+            images = self.model.preview()
+        grid = make_grid(images.float(), nrow=None if images.shape[0] > 1 else 1)
+        path = None
+        try:
+            path = str(save_png(grid, self.run.sample_path(self.step)))
+        except OSError as e:
+            self.run.log(f"could not save the sample grid: {e}", "WARNING")
+        event = ev.Samples(self.step, grid, path)
+        self.emit(event)
+        return event
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run_loop(self) -> ev.Event:
+        """Train until ``total_steps`` or a stop; returns the Finished or Failed event."""
+        if not self._prepared:
+            self.prepare()
+        s = self.settings
+        dev = self.device
+        self.emit(ev.Started(str(self.run.path), self.spec.id, dev.name, dev.reason,
+                             self.step, s.total_steps, dict(self.config),
+                             resumed=self.resumed_from is not None))
+        acc: dict[str, torch.Tensor] = {}
+        n_acc = 0
+        imgs_since = 0
+        now = time.perf_counter()
+        t_log = t_sample = t_ckpt = t_run = now
+        last_sample_step = -1
+        last_ckpt_step = self.step
+        autocast = (torch.autocast(dev.device.type, dtype=dev.autocast_dtype)
+                    if dev.autocast_dtype is not None else None)
+
+        def flush() -> bool:
+            """Bring the accumulated means to the host (one transfer); False if not finite."""
+            nonlocal acc, n_acc, imgs_since, t_log
+            if n_acc == 0:
+                return True
+            names = list(acc)
+            means = (torch.stack([acc[k] for k in names]) / n_acc).tolist() if names else []
+            t = time.perf_counter()
+            ips = imgs_since / max(t - t_log, 1e-9)
+            values = dict(zip(names, means))
+            values.update(self.model.status())
+            finite = all(math.isfinite(v) for v in means)
+            self.run.append_metrics([{"step": self.step, "time": round(self.elapsed, 3),
+                                      **values, "img_per_s": round(ips, 2)}])
+            self.emit(ev.Metrics(self.step, self.elapsed, values, ips, s.total_steps))
+            acc, n_acc, imgs_since, t_log = {}, 0, 0, t
+            return finite
+
+        try:
+            if self.step == 0 or not self.run.list_samples():
+                self.render_samples()
+                last_sample_step = self.step
+            while self.step < s.total_steps:
+                # -- commands between steps ---------------------------------------------------
+                if self.commands.checkpoint:
+                    self.commands.set(checkpoint=False)
+                    if flush():
+                        self.write_checkpoint()
+                        last_ckpt_step, t_ckpt = self.step, time.perf_counter()
+                if self.commands.stop:
+                    break
+                if self.commands.rollback is not None:
+                    self._do_rollback()
+                    acc, n_acc = {}, 0
+                if self.commands.paused:
+                    flush()
+                    paused_at = time.perf_counter()
+                    if not self._wait_while_paused():
+                        break
+                    pause = time.perf_counter() - paused_at
+                    t_log += pause; t_sample += pause; t_ckpt += pause; t_run += pause
+                    continue
+
+                # (1) a batch, already on the device
+                real = self.data.batch(self.model.batch_size) if self.data is not None else None
+                # (2) one step of the model: D then G, inside the plugin
+                try:
+                    if autocast is not None:
+                        with autocast:
+                            out = self.model.train_step(real)
+                    else:
+                        out = self.model.train_step(real)
+                except torch.OutOfMemoryError:
+                    return self._fail_oom()
+                # (3) accumulate on the device; no host sync here
+                for k, v in out.items():
+                    v = v.detach().float()
+                    acc[k] = acc[k] + v if k in acc else v
+                n_acc += 1
+                bs = real.shape[0] if real is not None else 1
+                self.step += 1
+                self.images_seen += bs
+                imgs_since += bs
+                now = time.perf_counter()
+                self.elapsed += now - t_run
+                t_run = now
+
+                due_log = (now - t_log >= s.log_every_s) or (
+                    s.log_every_steps and self.step % s.log_every_steps == 0)
+                if due_log or self.step >= s.total_steps:
+                    if not flush():
+                        if self._on_nan():
+                            continue
+                        return self._fail("losses became NaN or infinite", kind="nan")
+                if (s.sample_every_steps and self.step % s.sample_every_steps == 0) or (
+                        not s.sample_every_steps and now - t_sample >= s.sample_every_s):
+                    self.render_samples()
+                    last_sample_step, t_sample = self.step, time.perf_counter()
+                if (s.checkpoint_every_steps and self.step % s.checkpoint_every_steps == 0) or (
+                        s.checkpoint_every_s > 0 and now - t_ckpt >= s.checkpoint_every_s):
+                    if flush():
+                        self.write_checkpoint()
+                    last_ckpt_step, t_ckpt = self.step, time.perf_counter()
+
+            # -- the end: completed or stopped -------------------------------------------------
+            finite = flush()
+            if last_sample_step != self.step:
+                self.render_samples()
+            ckpt = None
+            if finite and (last_ckpt_step != self.step or self.last_checkpoint is None):
+                ckpt = self.write_checkpoint()
+            elif self.last_checkpoint is not None:
+                ckpt = self.last_checkpoint
+            reason = "completed" if self.step >= s.total_steps else "stopped"
+            self.run.log(f"{reason} at step {self.step}")
+            done = ev.Finished(self.step, reason, str(ckpt) if ckpt else None)
+            self.emit(done)
+            return done
+        except _DiskError as e:
+            return self._fail(str(e), kind="disk")
+        except torch.OutOfMemoryError:
+            return self._fail_oom()
+        except UserError as e:
+            return self._fail(str(e), kind="user")
+        except Exception as e:
+            return self._fail(f"{e.__class__.__name__}: {e}", kind="plugin",
+                              tb=traceback.format_exc())
+
+    def _wait_while_paused(self) -> bool:
+        """Block until resumed (True) or stopped (False); serves checkpoint requests."""
+        self.emit(ev.Paused(self.step, getattr(self, "_pause_reason", "user")))
+        self.run.log(f"paused at step {self.step}")
+        self._pause_reason = "user"
+        with self.commands.cond:
+            while self.commands.paused and not self.commands.stop:
+                if self.commands.checkpoint:
+                    self.commands.checkpoint = False
+                    self.commands.cond.release()
+                    try:
+                        self.write_checkpoint()
+                    finally:
+                        self.commands.cond.acquire()
+                self.commands.cond.wait(timeout=0.2)
+        if self.commands.stop:
+            return False
+        self.emit(ev.Resumed(self.step))
+        self.run.log(f"resumed at step {self.step}")
+        return True
+
+    def _on_nan(self) -> bool:
+        """Non-finite losses: pause (studio) and let the user roll back, or stop (CLI)."""
+        msg = (f"losses became NaN or infinite at step {self.step}. "
+               + (f"The last good checkpoint is {self.last_checkpoint.name}; roll back to it "
+                  "with a lower learning rate." if self.last_checkpoint else
+                  "No checkpoint was written yet; restart with a lower learning rate."))
+        self._warn(msg, "nan")
+        if self.settings.on_nan == "pause":
+            self._pause_reason = "nan"
+            self.commands.set(paused=True)
+            return True
+        return False
+
+    def _do_rollback(self) -> None:
+        factor = self.commands.rollback or 0.5
+        self.commands.set(rollback=None)
+        loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
+                             on_skip=lambda p, why: self._warn(why, "checkpoint"))
+        if loaded is None:
+            self._warn("no checkpoint to roll back to; continuing with lower learning rates")
+        else:
+            self._restore(loaded[1])
+            self.run.truncate_metrics_after(self.step)
+        scale_learning_rates(self.model, factor)
+        for key, value in list(self.config.items()):
+            if isinstance(value, float) and (key == "lr" or key.startswith("lr_")
+                                             or key.endswith("_lr")):
+                self.config[key] = value * factor
+        try:
+            self.run.update_info(config=self.config)
+        except UserError:
+            pass
+        self.run.log(f"rolled back to step {self.step}; learning rates x{factor}")
+        self.emit(ev.Resumed(self.step))
+
+    def _fail_oom(self) -> ev.Failed:
+        bs = int(self.config.get("batch_size", 0) or 0)
+        suggestion = f"batch_size={max(1, bs // 2)}" if bs > 1 else ""
+        if self.device and self.device.device.type == "cuda":
+            torch.cuda.empty_cache()
+        msg = "the device ran out of memory"
+        if suggestion:
+            msg += f"; try a smaller batch ({suggestion}) and resume"
+        return self._fail(msg, kind="oom", suggestion=suggestion)
+
+    def _fail(self, message: str, *, kind: str, tb: str = "", suggestion: str = "") -> ev.Failed:
+        plugin = self.spec.plugin if kind == "plugin" else ""
+        if plugin:
+            message = f"plugin '{plugin}' ({self.spec.id}) failed at step {self.step}: {message}"
+        self.run.log(message + (f"\n{tb}" if tb else ""), "ERROR")
+        failed = ev.Failed(self.step, message, tb, plugin, suggestion)
+        self.emit(failed)
+        return failed
+
+
+class _DiskError(Exception):
+    pass
+
+
+def train(spec: ModelSpec, run_dir: str | Path, **kwargs: Any) -> ev.Event:
+    """Convenience: build an Engine, prepare, run; returns the final event."""
+    engine = Engine(spec, run_dir, **kwargs)
+    engine.prepare()
+    return engine.run_loop()

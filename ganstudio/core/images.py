@@ -1,0 +1,67 @@
+"""Image helpers: tensors to uint8 grids, PNG writing, upscaling for display."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) floats in [-1, 1] -> uint8 (N, C, H, W) on the same device."""
+    x = images.detach().float().clamp(-1, 1)
+    return ((x + 1) * 127.5).round().to(torch.uint8)
+
+
+def make_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2,
+              min_cell: int = 0) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one (H', W', C) uint8 array.
+
+    ``min_cell`` upsamples small images (nearest) so each cell is at least that
+    many pixels: a 4x4 ProGAN sample stays visible on screen.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"expected (N, C, H, W), got shape {tuple(images.shape)}")
+    x = images.detach().float()
+    n, c, h, w = x.shape
+    if min_cell and max(h, w) < min_cell:
+        factor = math.ceil(min_cell / max(h, w))
+        x = F.interpolate(x, scale_factor=factor, mode="nearest")
+        h, w = x.shape[-2:]
+    x = to_uint8(x).cpu()
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    ncol = nrow
+    rows = int(math.ceil(n / ncol))
+    grid = torch.zeros(c, rows * (h + padding) + padding, ncol * (w + padding) + padding,
+                       dtype=torch.uint8)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top:top + h, left:left + w] = x[i]
+    return grid.permute(1, 2, 0).contiguous().numpy()
+
+
+def array_to_pil(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        return Image.fromarray(array[:, :, 0], mode="L")
+    return Image.fromarray(array)
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 (H, W, C) array as PNG atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    array_to_pil(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def tensor_to_pils(images: torch.Tensor) -> list[Image.Image]:
+    """(N, C, H, W) in [-1, 1] -> list of PIL images."""
+    arr = to_uint8(images).cpu().permute(0, 2, 3, 1).numpy()
+    return [array_to_pil(a) for a in arr]

@@ -1,0 +1,1 @@
+"""The studio: PySide6 + pyqtgraph views. The only layer that imports Qt."""

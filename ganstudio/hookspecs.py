@@ -1,0 +1,51 @@
+"""The hooks a GAN Studio plugin can implement.
+
+Every hook is documented here with when it is called and in which thread. A
+plugin implements a hook by defining a function of the same name decorated
+with ``ganstudio.hookimpl`` (or, for a plain module, ``ganstudio.plugins.hookimpl``).
+A plugin module also declares ``GANSTUDIO_PLUGIN_API = 1``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ganstudio.core.events import Metrics
+    from ganstudio.core.model import ModelSpec
+
+PROJECT = "ganstudio"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def ganstudio_register_models() -> "list[ModelSpec]":
+    """Return the models this plugin offers, as a list of ModelSpec.
+
+    Called once per plugin when the plugin manager loads plugins: at start-up of
+    the CLI or the studio, in the main thread, before any training. Must be
+    cheap: build networks in the spec's factory, not here.
+    """
+
+
+@hookspec
+def ganstudio_metrics(run_dir: str, step: int, time: float, values: "dict[str, float]") -> None:
+    """Receive one logged metrics point of a running training.
+
+    Called by the engine in the *training thread* (never the GUI thread) each
+    time it logs metrics (about every 100 ms, or every N steps), with the run
+    folder, the step, the seconds trained and the metric values (floats).
+    Keep it fast; it delays training while it runs. Logging integrations
+    (CSV, TensorBoard, ...) are plugins of this hook.
+    """
+
+
+@hookspec
+def ganstudio_run_finished(run_dir: str, step: int, reason: str) -> None:
+    """A training run ended: ``reason`` is ``completed``, ``stopped`` or ``failed``.
+
+    Called in the training thread after the final checkpoint is written (or
+    after the failure was logged). Use it to close files a metrics hook opened.
+    """

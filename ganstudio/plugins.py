@@ -1,0 +1,291 @@
+"""The plugin manager: every plugin, built-in or third-party, enters through here.
+
+Sources, in load order:
+
+1. entry points in the group ``ganstudio.plugins`` (the built-in plugins are
+   registered there by GAN Studio's own package metadata, exactly like any
+   third-party package);
+2. single-file plugins (``*.py``) in the user plugin folder: the platform's
+   user data folder + ``/plugins``, or ``$GANSTUDIO_PLUGINS_DIR``, or the
+   ``--plugins-dir`` option.
+
+``GANSTUDIO_BLOCK_PLUGINS=name1,name2`` blocks plugins by name. A plugin that
+fails to import or to validate is recorded with its error; the rest go on.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+import pluggy
+
+import ganstudio
+from ganstudio import hookspecs
+from ganstudio.core.config import Field
+from ganstudio.core.errors import UserError
+from ganstudio.core.model import GAN, IMAGE_TO_IMAGE, ModelSpec
+
+ENTRY_POINT_GROUP = "ganstudio.plugins"
+BLOCK_ENV = "GANSTUDIO_BLOCK_PLUGINS"
+PLUGINS_DIR_ENV = "GANSTUDIO_PLUGINS_DIR"
+hookimpl = hookspecs.hookimpl
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str                      # "built-in", "entry point", "folder", "registered"
+    version: str = ""
+    location: str = ""
+    status: str = "ok"               # "ok", "error", "blocked"
+    error: str = ""
+    models: list[ModelSpec] = field(default_factory=list)
+    module: Any = None
+
+
+def default_plugins_dir() -> Path:
+    env = os.environ.get(PLUGINS_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+    return Path(platformdirs.user_data_dir("ganstudio", appauthor=False)) / "plugins"
+
+
+def blocked_names() -> set[str]:
+    raw = os.environ.get(BLOCK_ENV, "")
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _short_error(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def validate_spec(spec: Any) -> ModelSpec:
+    """Check what a plugin returned; raise TypeError/ValueError with a clear message."""
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"ganstudio_register_models must return ModelSpec objects, "
+                        f"got {type(spec).__name__}")
+    if not spec.id or not isinstance(spec.id, str) or not spec.id.replace("-", "").replace(
+            "_", "").replace(".", "").isalnum():
+        raise ValueError(f"model id {spec.id!r} must be a non-empty name of letters, digits, "
+                         "'-', '_' or '.'")
+    if spec.kind not in (GAN, IMAGE_TO_IMAGE):
+        raise ValueError(f"model '{spec.id}': kind must be '{GAN}' or '{IMAGE_TO_IMAGE}'")
+    if not callable(spec.factory):
+        raise TypeError(f"model '{spec.id}': factory is not callable")
+    names = set()
+    for f in spec.schema:
+        if not isinstance(f, Field):
+            raise TypeError(f"model '{spec.id}': schema entries must be Field objects")
+        if f.name in names:
+            raise ValueError(f"model '{spec.id}': setting '{f.name}' is declared twice")
+        names.add(f.name)
+    if spec.kind == GAN:
+        missing = {"resolution", "channels", "batch_size"} - names
+        if missing:
+            raise ValueError(f"model '{spec.id}': a GAN schema needs the settings "
+                             f"{', '.join(sorted(missing))} (see common_gan_fields)")
+    return spec
+
+
+class PluginManager:
+    """Loads plugins and answers: which models exist, which plugins failed."""
+
+    def __init__(self, *, plugins_dir: str | os.PathLike | None = None,
+                 load_entry_points: bool = True, load_folder: bool = True,
+                 extra: Iterable[tuple[str, Any]] = ()):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.plugins_dir = Path(plugins_dir).expanduser() if plugins_dir else default_plugins_dir()
+        self._blocked = blocked_names()
+        if load_entry_points:
+            self._load_entry_points()
+        if load_folder:
+            self._load_folder(self.plugins_dir)
+        for name, obj in extra:
+            self.register(obj, name, source="registered")
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        try:
+            eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as e:  # pragma: no cover - broken metadata
+            self.plugins["<entry points>"] = PluginInfo("<entry points>", "entry point",
+                                                        status="error", error=_short_error(e))
+            return
+        seen = set()
+        for ep in sorted(eps, key=lambda e: e.name):
+            if ep.name in seen:
+                continue
+            seen.add(ep.name)
+            dist = getattr(ep, "dist", None)
+            version = dist.version if dist is not None else ""
+            builtin = dist is not None and dist.metadata["Name"].lower() == "ganstudio"
+            source = "built-in" if builtin else "entry point"
+            if ep.name in self._blocked:
+                self.plugins[ep.name] = PluginInfo(ep.name, source, version, ep.value,
+                                                   status="blocked", error=f"blocked by {BLOCK_ENV}")
+                continue
+            try:
+                obj = ep.load()
+            except BaseException as e:  # noqa: BLE001 - a plugin may raise anything on import
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                self.plugins[ep.name] = PluginInfo(ep.name, source, version, ep.value,
+                                                   status="error",
+                                                   error=f"failed to import: {_short_error(e)}")
+                continue
+            self.register(obj, ep.name, source=source, version=version, location=ep.value)
+
+    def _load_folder(self, folder: Path) -> None:
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.py")):
+            name = path.stem
+            if name.startswith("_"):
+                continue
+            if name in self._blocked:
+                self.plugins[name] = PluginInfo(name, "folder", location=str(path),
+                                                status="blocked", error=f"blocked by {BLOCK_ENV}")
+                continue
+            if name in self.plugins:
+                self.plugins[f"{name} ({path})"] = PluginInfo(
+                    name, "folder", location=str(path), status="error",
+                    error=f"a plugin named '{name}' is already loaded")
+                continue
+            modname = f"ganstudio_userplugin_{name}"
+            try:
+                spec = importlib.util.spec_from_file_location(modname, path)
+                if spec is None or spec.loader is None:
+                    raise ImportError("not a Python module")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[modname] = module
+                spec.loader.exec_module(module)
+            except BaseException as e:  # noqa: BLE001
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                sys.modules.pop(modname, None)
+                self.plugins[name] = PluginInfo(name, "folder", location=str(path), status="error",
+                                                error=f"failed to import: {_short_error(e)}")
+                continue
+            self.register(module, name, source="folder", location=str(path),
+                          version=str(getattr(module, "__version__", "")))
+
+    def register(self, obj: Any, name: str, *, source: str = "registered", version: str = "",
+                 location: str = "") -> PluginInfo:
+        """Register a module or object as a plugin, validate it, and record the outcome."""
+        info = PluginInfo(name, source, version or str(getattr(obj, "__version__", "")),
+                          location, module=obj)
+        self.plugins[name] = info
+        if name in self._blocked:
+            info.status, info.error = "blocked", f"blocked by {BLOCK_ENV}"
+            return info
+        api = getattr(obj, "GANSTUDIO_PLUGIN_API", None)
+        if api is None:
+            info.status = "error"
+            info.error = (f"does not declare GANSTUDIO_PLUGIN_API (this studio speaks "
+                          f"version {ganstudio.PLUGIN_API_VERSION})")
+            return info
+        if api != ganstudio.PLUGIN_API_VERSION:
+            info.status = "error"
+            info.error = (f"written for plugin API {api}, but this studio speaks "
+                          f"{ganstudio.PLUGIN_API_VERSION}; update the plugin or GAN Studio")
+            return info
+        try:
+            self.pm.register(obj, name=name)
+        except Exception as e:  # pluggy validates hook names and argument names here
+            info.status, info.error = "error", f"invalid hooks: {_short_error(e)}"
+            return info
+        try:
+            impl = getattr(obj, "ganstudio_register_models", None)
+            specs = impl() if impl is not None else []
+            if specs is None:
+                specs = []
+            if not isinstance(specs, (list, tuple)):
+                raise TypeError(f"ganstudio_register_models must return a list, "
+                                f"got {type(specs).__name__}")
+            models = []
+            for s in specs:
+                s = validate_spec(s)
+                s.plugin = name
+                models.append(s)
+        except BaseException as e:  # noqa: BLE001
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            self.pm.unregister(obj)
+            info.status = "error"
+            info.error = f"ganstudio_register_models failed: {_short_error(e)}"
+            info.models = []
+            return info
+        taken = {m.id for other in self.plugins.values() if other is not info for m in other.models}
+        clash = [m.id for m in models if m.id in taken]
+        if clash:
+            self.pm.unregister(obj)
+            info.status = "error"
+            info.error = f"model id(s) already provided by another plugin: {', '.join(clash)}"
+            return info
+        info.models = models
+        return info
+
+    # -- queries -----------------------------------------------------------------------------
+    def models(self, kind: str | None = None) -> list[ModelSpec]:
+        out = [m for p in self.plugins.values() if p.status == "ok" for m in p.models]
+        return [m for m in out if kind is None or m.kind == kind]
+
+    def get_model(self, model_id: str) -> ModelSpec:
+        """The model with this id (or unique prefix/substring); UserError otherwise."""
+        models = self.models()
+        for m in models:
+            if m.id == model_id:
+                return m
+        matches = [m for m in models if model_id.lower() in m.id.lower()]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(sorted(m.id for m in models)) or "none"
+        failed = [p for p in self.plugins.values() if p.status == "error"]
+        hint = f"; {len(failed)} plugin(s) failed to load (see 'ganstudio plugins')" if failed else ""
+        raise UserError(f"unknown model '{model_id}' (installed: {known}){hint}")
+
+    def plugin_version(self, spec: ModelSpec) -> str:
+        info = self.plugins.get(spec.plugin)
+        return info.version if info else ""
+
+    def metrics_listener(self, run_dir: str):
+        """An engine listener that forwards Metrics and the end of a run to plugin hooks."""
+        from ganstudio.core import events as ev
+        hook = self.pm.hook
+        has_metrics = bool(hook.ganstudio_metrics.get_hookimpls())
+        has_finish = bool(hook.ganstudio_run_finished.get_hookimpls())
+
+        def listener(event: ev.Event) -> None:
+            if isinstance(event, ev.Metrics) and has_metrics:
+                hook.ganstudio_metrics(run_dir=str(run_dir), step=event.step, time=event.time,
+                                       values=dict(event.values))
+            elif isinstance(event, ev.Finished) and has_finish:
+                hook.ganstudio_run_finished(run_dir=str(run_dir), step=event.step,
+                                            reason=event.reason)
+            elif isinstance(event, ev.Failed) and has_finish:
+                hook.ganstudio_run_finished(run_dir=str(run_dir), step=event.step,
+                                            reason="failed")
+        return listener
+
+
+_default: PluginManager | None = None
+
+
+def get_plugin_manager(plugins_dir: str | os.PathLike | None = None,
+                       *, reload: bool = False) -> PluginManager:
+    """The process-wide plugin manager (created on first use)."""
+    global _default
+    if _default is None or reload or plugins_dir is not None:
+        _default = PluginManager(plugins_dir=plugins_dir)
+    return _default

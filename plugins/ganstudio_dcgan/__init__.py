@@ -1,0 +1,31 @@
+"""Built-in plugin: DCGAN (Radford, Metz and Chintala, 2016).
+
+Registered through the ``ganstudio.plugins`` entry point like any third-party
+plugin. The networks follow the classic PyTorch DCGAN example: transposed
+convolutions in G, strided convolutions in D, BatchNorm, ReLU / LeakyReLU 0.2,
+N(0, 0.02) initialisation, latent size 100, Adam (2e-4, betas 0.5 / 0.999).
+The resolution (32, 64 or 128) sets the number of up/down-sampling blocks.
+"""
+from __future__ import annotations
+
+import ganstudio
+from ganstudio.core.model import GAN, ModelSpec
+
+from .model import DCGAN, schema
+
+__version__ = "1.0.0"
+GANSTUDIO_PLUGIN_API = 1
+
+
+@ganstudio.hookimpl
+def ganstudio_register_models():
+    return [ModelSpec(
+        id="dcgan",
+        name="DCGAN",
+        kind=GAN,
+        schema=schema(),
+        factory=DCGAN,
+        help=("Deep convolutional GAN: the classic, fast architecture. A good first model for "
+              "a folder of a few hundred to a few thousand images at 32-128 px."),
+        version=__version__,
+    )]

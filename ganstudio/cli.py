@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_EXTRA_COMMANDS = ("ganstudio.cli_stylize", "ganstudio.cli_bench", "ganstudio.cli_plugin")
+_EXTRA_COMMANDS = ("ganstudio.cli_stylize", "ganstudio.cli_bench", "ganstudio.cli_plugin",
+                   "ganstudio.cli_compare")
 
 
 def _fmt_time(seconds: float) -> str:

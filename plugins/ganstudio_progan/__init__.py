@@ -1,0 +1,10 @@
+"""Built-in plugin ganstudio_progan (in progress)."""
+import ganstudio
+
+__version__ = "0.0.1"
+GANSTUDIO_PLUGIN_API = 1
+
+
+@ganstudio.hookimpl
+def ganstudio_register_models():
+    return []

@@ -55,8 +55,12 @@ def default_plugins_dir() -> Path:
     env = os.environ.get(PLUGINS_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    import platformdirs
-    return Path(platformdirs.user_data_dir("ganstudio", appauthor=False)) / "plugins"
+    try:
+        import platformdirs
+        base = Path(platformdirs.user_data_dir("ganstudio", appauthor=False))
+    except ImportError:  # minimal installs (e.g. a bare GPU server)
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ganstudio"
+    return base / "plugins"
 
 
 def blocked_names() -> set[str]:

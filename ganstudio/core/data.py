@@ -232,8 +232,12 @@ def default_cache_dir() -> Path:
     env = os.environ.get("GANSTUDIO_CACHE_DIR")
     if env:
         return Path(env)
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("ganstudio", appauthor=False)) / "datasets"
+    try:
+        import platformdirs
+        base = Path(platformdirs.user_cache_dir("ganstudio", appauthor=False))
+    except ImportError:  # minimal installs (e.g. a bare GPU server)
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ganstudio"
+    return base / "datasets"
 
 
 def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, fit: str = "crop",

@@ -6,6 +6,7 @@ against it, and :func:`resolve_config` validates a whole config.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -76,7 +77,7 @@ class Field:
                 if isinstance(value, bool):
                     raise ValueError
                 value = float(value)
-                if value != value:  # NaN
+                if not math.isfinite(value):  # NaN and infinity are never a usable setting
                     raise ValueError
             elif kind != "choice":
                 if not isinstance(value, str):

@@ -207,6 +207,9 @@ class PluginManager:
         try:
             self.pm.register(obj, name=name)
         except Exception as e:  # pluggy validates hook names and argument names here
+            # pluggy may have recorded the plugin before rejecting one of its hooks:
+            # take it out again so none of its hooks is ever called.
+            self._forget(obj, name)
             info.status, info.error = "error", f"invalid hooks: {_short_error(e)}"
             return info
         try:
@@ -239,6 +242,14 @@ class PluginManager:
             return info
         info.models = models
         return info
+
+    def _forget(self, obj: Any, name: str) -> None:
+        """Unregister ``obj`` if pluggy holds it (also when half-registered)."""
+        try:
+            if self.pm.is_registered(obj) or self.pm.has_plugin(name):
+                self.pm.unregister(obj, name=name)
+        except Exception:  # noqa: BLE001 - best effort on a plugin that is already rejected
+            self.pm._name2plugin.pop(name, None)  # pluggy's record of the name
 
     # -- queries -----------------------------------------------------------------------------
     def models(self, kind: str | None = None) -> list[ModelSpec]:

@@ -1,10 +1,61 @@
-"""Built-in plugin ganstudio_progan (in progress)."""
-import ganstudio
+"""Built-in plugin: progressive GAN and MSG-GAN.
 
-__version__ = "0.0.1"
+* ``progan``: Karras, Aila, Laine and Lehtinen, "Progressive Growing of GANs
+  for Improved Quality, Stability, and Variation" (ICLR 2018). Generator and
+  discriminator grow from 4x4 to the target resolution, each new block faded
+  in; pixel norm, equalized learning rate, minibatch standard deviation,
+  WGAN-GP with drift, Adam (0, 0.99), a moving average of G for samples.
+* ``msggan``: Karnewar and Wang, "MSG-GAN: Multi-Scale Gradients for
+  Generative Adversarial Networks" (CVPR 2020). The same networks without
+  growing: G emits an image at every scale and D reads them all, so every
+  resolution trains from the first step.
+
+Registered through the ``ganstudio.plugins`` entry point like any third-party
+plugin.
+"""
+from __future__ import annotations
+
+import ganstudio
+from ganstudio.core.model import GAN, ModelSpec
+
+from .model import MSGGAN, ProGAN, msggan_schema, progan_schema
+from .schedule import Schedule, parse_batch_sizes
+
+__version__ = "1.0.0"
 GANSTUDIO_PLUGIN_API = 1
+
+
+def schedule_for(config: dict) -> Schedule:
+    """The growth schedule a ProGAN config gives (for steps and time estimates)."""
+    return Schedule(int(config["resolution"]), int(config["fade_images"]),
+                    int(config["stable_images"]), parse_batch_sizes(config["batch_sizes"]),
+                    int(config["batch_size"]))
 
 
 @ganstudio.hookimpl
 def ganstudio_register_models():
-    return []
+    return [
+        ModelSpec(
+            id="progan",
+            name="Progressive GAN",
+            kind=GAN,
+            schema=progan_schema(),
+            factory=ProGAN,
+            help=("Progressive growing (Karras et al. 2018): starts at 4x4 and fades in each "
+                  "doubling up to the target resolution (default 128 px). Stable at high "
+                  "resolution. With the defaults the whole schedule to 128 px takes about "
+                  "120,000 steps; set --steps to at least that."),
+            version=__version__,
+        ),
+        ModelSpec(
+            id="msggan",
+            name="MSG-GAN (multi-scale gradients)",
+            kind=GAN,
+            schema=msggan_schema(),
+            factory=MSGGAN,
+            help=("Multi-scale gradients (Karnewar and Wang 2020): the ProGAN networks without "
+                  "growing; the generator's image at every scale goes to the discriminator, "
+                  "so all resolutions learn at once. No schedule to tune."),
+            version=__version__,
+        ),
+    ]

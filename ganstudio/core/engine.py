@@ -370,8 +370,11 @@ class Engine:
                     t_log += pause; t_sample += pause; t_ckpt += pause; t_run += pause
                     continue
 
-                # (1) a batch, already on the device
-                real = self.data.batch(self.model.batch_size) if self.data is not None else None
+                # (1) a batch, already on the device (a model that keeps its own copy of the
+                #     data at several resolutions sets ``draws_own_batches`` and gets None)
+                want = self.model.batch_size if self.data is not None else 1
+                own = bool(getattr(self.model, "draws_own_batches", False))
+                real = self.data.batch(want) if self.data is not None and not own else None
                 # (2) one step of the model: D then G, inside the plugin
                 try:
                     if autocast is not None:
@@ -386,7 +389,7 @@ class Engine:
                     v = v.detach().float()
                     acc[k] = acc[k] + v if k in acc else v
                 n_acc += 1
-                bs = real.shape[0] if real is not None else 1
+                bs = real.shape[0] if real is not None else want
                 self.step += 1
                 self.images_seen += bs
                 imgs_since += bs

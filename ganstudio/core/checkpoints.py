@@ -1,15 +1,19 @@
 """Checkpoints: atomic, checksummed, loaded without executing code.
 
-File layout: a 64-byte header ``GANSTUDIO-CKPT 1 <sha256 hex>\\n`` padded with
+File layout: a 96-byte header ``GANSTUDIO-CKPT 1 <sha256 hex>\\n`` padded with
 spaces, then the ``torch.save`` payload. Writing goes to a temporary file in
 the same folder, is fsync'ed, then renamed over the final name, so a crash
 (``kill -9``, power loss) leaves either the old set of checkpoints or the new
 one, never a half file under a checkpoint's name. Loading checks the header
 and the checksum first and then uses ``torch.load(weights_only=True)``, which
 refuses pickled code: a crafted file is rejected, not run.
+
+A process killed while writing leaves a hidden ``.ckpt_<step>.pt.<pid>.tmp``
+file; it is never taken for a checkpoint and the next writer removes it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -24,6 +28,9 @@ from .errors import CheckpointError
 MAGIC = b"GANSTUDIO-CKPT 1 "
 HEADER_SIZE = 96
 NAME_RE = re.compile(r"^ckpt_(\d{8,})\.pt$")
+TEMP_RE = re.compile(r"^\.ckpt_\d{8,}\.pt\.(\d+)\.tmp$")
+#: Bytes per write call: a write cut short by a kill or a full disk stops at a chunk.
+WRITE_CHUNK = 1 << 20
 
 
 def checkpoint_name(step: int) -> str:
@@ -43,15 +50,63 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's live process, or cannot tell: leave its file alone
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files left by writers that died mid-write (their pid is gone)."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = TEMP_RE.match(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def _write_all(f, header: bytes, payload: bytes) -> None:
+    """Header, then the payload in chunks. (Tests replace this to pause mid-write.)"""
+    f.write(header)
+    view = memoryview(payload)
+    for start in range(0, len(view), WRITE_CHUNK):
+        f.write(view[start:start + WRITE_CHUNK])
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True for 'no space left', 'quota exceeded' and 'file too large' errors."""
+    codes = {errno.ENOSPC, errno.EFBIG}
+    if hasattr(errno, "EDQUOT"):
+        codes.add(errno.EDQUOT)
+    return isinstance(error, OSError) and error.errno in codes
+
+
 def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
                     *, keep_last: int = 3) -> Path:
     """Write ``state`` as ``folder/ckpt_<step>.pt`` atomically; prune to ``keep_last``.
 
     Raises OSError (e.g. disk full) with the temporary file removed and older
-    checkpoints untouched.
+    checkpoints untouched. Pruning happens only after the new file is in place.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)
     buf = io.BytesIO()
     torch.save(state, buf)
     payload = buf.getvalue()
@@ -61,8 +116,7 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
     tmp = folder / f".{final.name}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(payload)
+            _write_all(f, header, payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
@@ -74,12 +128,50 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
             pass
         raise
     if keep_last > 0:
-        for old in list_checkpoints(folder)[:-keep_last]:
+        # Keep the newest ``keep_last`` files that verify: pruning must never remove the
+        # last good checkpoint because newer ones were damaged after writing.
+        for old in _prunable(folder, keep_last, known_good=final):
             try:
                 old.unlink()
             except OSError:
                 pass
     return final
+
+
+def _prunable(folder: Path, keep_last: int, known_good: Path) -> list[Path]:
+    """Checkpoints beyond the newest ``keep_last`` ones that verify (``known_good`` was
+    just written and is not read again)."""
+    newest_first = list(reversed(list_checkpoints(folder)))
+    kept, out = 0, []
+    for p in newest_first:
+        if kept >= keep_last:
+            out.append(p)
+        elif p == known_good or verify_checkpoint(p) is None:
+            kept += 1
+    return out
+
+
+def verify_checkpoint(path: str | os.PathLike) -> str | None:
+    """None when ``path`` has a GAN Studio header and a matching checksum; else the reason.
+
+    Reads the file but unpickles nothing.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        return f"cannot read checkpoint {path}: {e.strerror or e}"
+    return _check_raw(path, raw)
+
+
+def _check_raw(path: Path, raw: bytes) -> str | None:
+    if not raw.startswith(MAGIC) or len(raw) < HEADER_SIZE:
+        return f"{path} is not a GAN Studio checkpoint (missing header); refused"
+    header = raw[:HEADER_SIZE].strip()
+    expected = header[len(MAGIC):].strip()
+    if hashlib.sha256(memoryview(raw)[HEADER_SIZE:]).hexdigest().encode() != expected:
+        return f"checkpoint {path} is damaged or truncated (checksum mismatch)"
+    return None
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
@@ -102,13 +194,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raw = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
-    if not raw.startswith(MAGIC) or len(raw) < HEADER_SIZE:
-        raise CheckpointError(f"{path} is not a GAN Studio checkpoint (missing header); refused")
-    header = raw[:HEADER_SIZE].strip()
-    expected = header[len(MAGIC):].strip()
+    problem = _check_raw(path, raw)
+    if problem:
+        raise CheckpointError(problem)
     payload = raw[HEADER_SIZE:]
-    if hashlib.sha256(payload).hexdigest().encode() != expected:
-        raise CheckpointError(f"checkpoint {path} is damaged or truncated (checksum mismatch)")
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError for anything that is not plain data
@@ -118,6 +207,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a state dictionary")
     return state
+
+
+def set_aside(path: str | os.PathLike, why: str = "damaged") -> Path | None:
+    """Rename a checkpoint that failed to load to ``<name>.<why>`` so that it is never
+    tried again and never counted as one of the kept checkpoints. Returns the new path."""
+    path = Path(path)
+    target = path.with_name(f"{path.name}.{why}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{why}{n}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    return target
 
 
 def load_latest(folder: str | os.PathLike, map_location: str | torch.device = "cpu",

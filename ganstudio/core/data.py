@@ -10,10 +10,13 @@ and the preparation settings, so reopening the same folder is a file read.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import struct
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -28,13 +31,33 @@ from PIL import Image, ImageFile, ImageOps
 from .errors import DatasetError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-#: Images with more pixels than this are refused (decompression-bomb guard).
+#: Images with more pixels than this are refused (decompression-bomb guard). Pillow's
+#: own guard (``Image.MAX_IMAGE_PIXELS``, about 89 million pixels) applies as well.
 MAX_PIXELS = 16384 * 16384
 #: Images whose short side is below this are skipped as unsuitable.
 MIN_SIDE = 8
-CACHE_FORMAT = 2
+#: Images above this many pixels are decoded one at a time: eight decoder threads
+#: each holding a 60-megapixel photo would need gigabytes at once.
+BIG_IMAGE_PIXELS = 24_000_000
+CACHE_FORMAT = 3
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# ``warnings.catch_warnings`` changes process-wide state; threads entering and leaving it
+# in an interleaved order can leave a filter installed for good. Opening (a header
+# read) therefore happens under this lock; decoding does not.
+_OPEN_LOCK = threading.Lock()
+_BIG_IMAGE_LOCK = threading.Lock()
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as printable text: undecodable bytes in a file name become ``\\xNN``.
+
+    File names on Linux may be any bytes; Python keeps the odd ones as lone
+    surrogates, which cannot be printed or written to a UTF-8 log.
+    """
+    raw = os.fsencode(os.fspath(path))
+    return raw.decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -55,6 +78,7 @@ class DatasetReport:
     from_cache: bool = False
     seconds: float = 0.0
     cache_file: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +87,7 @@ class DatasetReport:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "converted": [{"path": p, "note": n} for p, n in self.converted],
             "from_cache": self.from_cache, "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -71,6 +96,7 @@ class DatasetReport:
         rep.used = int(d.get("images", 0))
         rep.skipped = [SkippedFile(s["path"], s["reason"]) for s in d.get("skipped", [])]
         rep.converted = [(c["path"], c["note"]) for c in d.get("converted", [])]
+        rep.warnings = [str(w) for w in d.get("warnings", [])]
         return rep
 
     def summary(self) -> str:
@@ -78,9 +104,22 @@ class DatasetReport:
         return (f"{self.used} images at {self.resolution}x{self.resolution}, "
                 f"{self.channels} channel(s), {len(self.skipped)} skipped{src}")
 
-    def lines(self) -> list[str]:
+    def lines(self, limit: int | None = None) -> list[str]:
+        """The summary, then one line per warning, skipped file and converted file.
+
+        ``limit`` caps the skipped and the converted lines (each) and adds an
+        "... and N more" line; the run's events.log always gets every line.
+        """
         out = [self.summary()]
-        out += [f"skipped {s.path}: {s.reason}" for s in self.skipped]
+        out += [f"warning: {w}" for w in self.warnings]
+
+        def capped(items: list[str]) -> list[str]:
+            if limit is None or len(items) <= limit:
+                return items
+            return items[:limit] + [f"... and {len(items) - limit} more"]
+
+        out += capped([f"skipped {s.path}: {s.reason}" for s in self.skipped])
+        out += capped([f"converted {p}: {n}" for p, n in self.converted])
         return out
 
 
@@ -88,7 +127,9 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile
     """All image files below ``folder`` (sorted), and files skipped while scanning.
 
     Symbolic links to folders are not followed (no loops); links to files are
-    followed; broken links are reported.
+    followed; broken and looping links, unreadable entries and things that are
+    not regular files (a pipe named ``x.png`` would block a reader forever) are
+    reported with the reason.
     """
     root = Path(folder).expanduser()
     if not root.exists():
@@ -99,7 +140,8 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile
     skipped: list[SkippedFile] = []
 
     def onerror(err: OSError) -> None:
-        skipped.append(SkippedFile(str(err.filename), f"cannot read folder: {err.strerror}"))
+        skipped.append(SkippedFile(display_path(err.filename or "?"),
+                                   f"cannot read folder: {err.strerror or err}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -110,11 +152,31 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile
             ext = p.suffix.lower()
             if ext not in IMAGE_EXTENSIONS:
                 continue
-            if p.is_symlink() and not p.exists():
-                skipped.append(SkippedFile(str(p), "broken or looping symbolic link"))
+            reason = _entry_problem(p)
+            if reason:
+                skipped.append(SkippedFile(display_path(p), reason))
                 continue
             files.append(p)
     return files, skipped
+
+
+def _entry_problem(p: Path) -> str:
+    """Why the directory entry ``p`` cannot be an image file, or "" when it may be one."""
+    try:
+        st = p.stat()  # follows a symbolic link to its target
+    except OSError as e:
+        link = p.is_symlink()
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "broken symbolic link (its target does not exist)" if link else \
+                "file disappeared while scanning"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied"
+        return f"cannot read: {e.strerror or e}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a device, pipe or socket named like an image)"
+    return ""
 
 
 def folder_fingerprint(files: Iterable[Path], root: Path, extra: dict) -> str:
@@ -124,9 +186,10 @@ def folder_fingerprint(files: Iterable[Path], root: Path, extra: dict) -> str:
     for p in files:
         try:
             st = p.stat()
-            h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                     .encode("utf-8", "surrogateescape"))
         except OSError:
-            h.update(f"{p}\0missing\n".encode())
+            h.update(f"{p}\0missing\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:32]
 
 
@@ -179,53 +242,96 @@ def _square(img: Image.Image, fit: str, channels: int) -> Image.Image:
 
 def prepare_image(path: Path, resolution: int, channels: int, fit: str
                   ) -> tuple[np.ndarray | None, str, list[str]]:
-    """Decode one file to (C, R, R) uint8; or (None, reason, []) if it cannot be used."""
+    """Decode one file to (C, R, R) uint8; or (None, reason, []) if it cannot be used.
+
+    Never raises: whatever a damaged or hostile file makes the decoder do becomes
+    a reason in the dataset report.
+    """
     notes: list[str] = []
     try:
-        if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)", notes
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    return None, (f"image too large ({w}x{h} pixels; limit {MAX_PIXELS:,} "
-                                  "pixels guards against decompression bombs)"), notes
-                if min(w, h) < MIN_SIDE:
-                    return None, f"image too small ({w}x{h}; at least {MIN_SIDE} px per side)", notes
-                if getattr(img, "n_frames", 1) > 1:
-                    notes.append("animated: first frame used")
-                    img.seek(0)
-                if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
-                    # Decode at a reduced scale when the file is much larger than
-                    # needed: a 4000 px photo decodes ~8x faster for a 64 px set.
-                    img.draft(img.mode, (resolution * 2, resolution * 2))
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                img = _to_mode(img, channels, notes)
-                img = _square(img, fit, channels)
-                img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
-                arr = np.asarray(img, dtype=np.uint8)
+        return _prepare_image(path, resolution, channels, fit, notes)
     except Image.DecompressionBombError as e:
-        return None, f"image too large (decompression bomb guard): {e}", notes
+        return None, f"image too large (decompression bomb guard): {e}", []
     except Image.DecompressionBombWarning as e:
-        return None, f"image too large (decompression bomb guard): {e}", notes
+        return None, f"image too large (decompression bomb guard): {e}", []
     except PermissionError:
-        return None, "permission denied", notes
+        return None, "permission denied", []
     except FileNotFoundError:
-        return None, "file disappeared while reading", notes
+        return None, "file disappeared while reading", []
+    except IsADirectoryError:
+        return None, "not a regular file (a folder)", []
     except Image.UnidentifiedImageError:
-        return None, "not an image, or a format that cannot be read", notes
+        return None, "not an image, or a format that cannot be read", []
+    except MemoryError:
+        return None, "not enough memory to decode this image", []
     except OSError as e:
         msg = str(e) or e.__class__.__name__
         if "truncated" in msg.lower() or "broken data stream" in msg.lower():
-            return None, f"truncated or damaged image ({msg})", notes
-        return None, f"cannot decode: {msg}", notes
-    except (ValueError, SyntaxError, MemoryError, EOFError, IndexError, struct.error) as e:
-        return None, f"cannot decode: {e.__class__.__name__}: {e}", notes
+            return None, f"truncated or damaged image ({msg})", []
+        return None, f"cannot decode: {msg}", []
+    except Exception as e:  # noqa: BLE001 - decoders raise all sorts on hostile input
+        return None, f"cannot decode: {e.__class__.__name__}: {e}", []
+
+
+def _prepare_image(path: Path, resolution: int, channels: int, fit: str, notes: list[str]
+                   ) -> tuple[np.ndarray | None, str, list[str]]:
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        return None, "not a regular file (a device, pipe or socket named like an image)", notes
+    if st.st_size == 0:
+        return None, "empty file (0 bytes)", notes
+    with _OPEN_LOCK, warnings.catch_warnings():
+        # Pillow warns above Image.MAX_IMAGE_PIXELS and raises at twice that; both refuse.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    with img:
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            return None, (f"image too large ({w}x{h} pixels; the limit of {MAX_PIXELS:,} "
+                          "pixels guards against decompression bombs)"), notes
+        if min(w, h) < MIN_SIDE:
+            return None, f"image too small ({w}x{h}; at least {MIN_SIDE} px per side)", notes
+        if getattr(img, "n_frames", 1) > 1:
+            notes.append("animated: first frame used")
+            img.seek(0)
+        if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+            # Decode at a reduced scale when the file is much larger than
+            # needed: a 4000 px photo decodes ~8x faster for a 64 px set.
+            img.draft(img.mode, (resolution * 2, resolution * 2))
+        big = img.size[0] * img.size[1] > BIG_IMAGE_PIXELS
+        if big:
+            with _BIG_IMAGE_LOCK:
+                img.load()
+                arr = _finish(img, resolution, channels, fit, notes)
+        else:
+            img.load()
+            arr = _finish(img, resolution, channels, fit, notes)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr.transpose(2, 0, 1)), "", notes
+
+
+def _finish(img: Image.Image, resolution: int, channels: int, fit: str,
+            notes: list[str]) -> np.ndarray:
+    """Orientation, colour mode, square, size: the decoded image as (R, R[, C]) uint8."""
+    orientation = _orientation(img)
+    if orientation not in (0, 1):
+        try:
+            img = ImageOps.exif_transpose(img)
+            notes.append(f"turned upright by its EXIF orientation ({orientation})")
+        except Exception as e:  # noqa: BLE001 - damaged EXIF must not lose a good picture
+            notes.append(f"EXIF orientation unreadable ({e.__class__.__name__}); used as stored")
+    img = _to_mode(img, channels, notes)
+    img = _square(img, fit, channels)
+    img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 def default_cache_dir() -> Path:
@@ -258,9 +364,14 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
     t0 = time.perf_counter()
     root = Path(folder).expanduser().resolve()
     files, skipped = scan_folder(root)
-    report = DatasetReport(str(root), int(resolution), int(channels), fit, skipped=list(skipped))
+    report = DatasetReport(display_path(root), int(resolution), int(channels), fit,
+                           skipped=list(skipped))
     if not files:
-        raise DatasetError(f"no image files (PNG, JPEG, WebP, BMP, TIFF, GIF) found in {root}")
+        extra = ""
+        if skipped:
+            extra = " (" + "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:5]) + ")"
+        raise DatasetError(f"no usable image files (PNG, JPEG, WebP, BMP, TIFF, GIF) found in "
+                           f"{display_path(root)}{extra}")
 
     key = folder_fingerprint(files, root, {"r": resolution, "c": channels, "fit": fit,
                                            "v": CACHE_FORMAT})
@@ -272,7 +383,7 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
             info = json.loads(meta.read_text())
             cached = DatasetReport.from_dict(info)
             cached.from_cache = True
-            cached.folder = str(root)
+            cached.folder = display_path(root)
             cached.cache_file = str(npy)
             cached.seconds = time.perf_counter() - t0
             tensor = torch.from_numpy(np.ascontiguousarray(arr))
@@ -287,25 +398,38 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
     workers = workers or min(8, (os.cpu_count() or 2))
 
     def work(i: int):
-        return i, prepare_image(files[i], resolution, channels, fit)
+        try:
+            return i, prepare_image(files[i], resolution, channels, fit)
+        except BaseException as e:  # noqa: BLE001 - one file must never stop the whole set
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            return i, (None, f"cannot decode: {e.__class__.__name__}: {e}", [])
 
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, (arr, reason, notes) in pool.map(work, range(total)):
             done += 1
             if arr is None:
-                report.skipped.append(SkippedFile(str(files[i]), reason))
+                report.skipped.append(SkippedFile(display_path(files[i]), reason))
             else:
                 out[i] = arr
                 ok[i] = True
                 if notes:
-                    report.converted.append((str(files[i]), "; ".join(notes)))
+                    report.converted.append((display_path(files[i]), "; ".join(notes)))
             if progress and (done % 64 == 0 or done == total):
                 progress(done, total)
     report.used = int(ok.sum())
     if report.used == 0:
         reasons = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in report.skipped[:5])
-        raise DatasetError(f"none of the {total} image files in {root} could be used ({reasons})")
+        if len(report.skipped) > 5:
+            reasons += f"; and {len(report.skipped) - 5} more"
+        raise DatasetError(f"none of the {total} image files in {display_path(root)} could be "
+                           f"used ({reasons})")
+    if report.used == 1:
+        report.warnings.append("only one usable image: the model can only learn to copy it")
+    elif report.used < 16:
+        report.warnings.append(f"only {report.used} usable images: expect the model to "
+                               "memorise them; a few hundred or more give variety")
     data = out[ok] if report.used < total else out
     report.seconds = time.perf_counter() - t0
     if use_cache:

@@ -1,0 +1,264 @@
+"""``ganstudio bench``: every measurement in one run, one report.
+
+The report is a plain dict (written as JSON with ``--json``) and a few
+printed lines. Parts that cannot run here (no studio worker, no style model,
+no PySide6) are reported as ``{"skipped": reason}``, never silently left out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+PARTS = ("dataset", "classic", "engine", "large", "gui", "style", "startup", "oom")
+
+
+@dataclass
+class BenchOptions:
+    data: str | None = None          # a folder of the user's images; None: generate one
+    images: int = 10_000             # generated folder: number of JPEGs
+    image_size: int = 64             # generated folder: side of each JPEG
+    resolution: int = 64
+    batch_size: int = 128
+    device: str = "auto"
+    workers: tuple[int, ...] = (2,)
+    steps: int | None = None         # timed steps per run (None: chosen by device)
+    warmup_steps: int | None = None
+    engine_precisions: tuple[str, ...] = ("fp32",)
+    large_batch: int = 0             # >0: also the engine at this batch, bf16 + channels_last
+    large_precision: str = "bf16"
+    features: int = 64               # DCGAN g_features / d_features
+    style_size: int = 512
+    style_iterations: int = 300
+    gui_seconds: float = 0.0         # 0: the same number of steps as headless
+    skip: tuple[str, ...] = ()
+    workdir: str | None = None
+    keep: bool = False
+    json_path: str | None = None
+    quiet: bool = False
+
+    def wants(self, part: str) -> bool:
+        return part not in self.skip
+
+
+@dataclass
+class Report:
+    data: dict[str, Any] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    echo: Callable[[str], None] | None = None
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+        if self.echo:
+            self.echo(line)
+
+
+def _steps_for(device_type: str, opts: BenchOptions) -> tuple[int, int]:
+    if opts.steps is not None:
+        warm = opts.warmup_steps if opts.warmup_steps is not None else max(1, opts.steps // 10)
+        return int(opts.steps), int(warm)
+    if device_type == "cuda":
+        return 300, 30
+    return 10, 2
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return a / b
+
+
+def _classic_root(data: Path, work: Path) -> Path:
+    """ImageFolder wants class sub-folders: link the user's folder as the one class."""
+    root = work / "classic-root"
+    link = root / "images"
+    if link.is_symlink() or link.exists():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(data.resolve(), target_is_directory=True)
+    except OSError:
+        return data  # no symlinks here (some Windows set-ups): the folder must have sub-folders
+    return root
+
+
+def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print) -> dict:
+    """Run the parts asked for and return the report dict (also written to ``json_path``)."""
+    import torch
+
+    from ganstudio.core.config import resolve_config
+    from ganstudio.core.devices import pick_device
+    from ganstudio.core.errors import UserError
+    from ganstudio.plugins import get_plugin_manager
+
+    from . import classic, engine_runs, folder as bench_folder
+
+    rep = Report(echo=None if opts.quiet else echo)
+    work = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="ganstudio-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    choice = pick_device(opts.device, precision="fp32")
+    dev = choice.device
+    steps, warm = _steps_for(dev.type, opts)
+    rep.data.update({
+        "device": choice.name, "device_type": dev.type,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "host_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": {"resolution": opts.resolution, "batch_size": opts.batch_size,
+                     "features": opts.features, "steps": steps, "warmup_steps": warm,
+                     "workers": list(opts.workers), "large_batch": opts.large_batch},
+        "notes": [],
+    })
+    rep.say(f"device: {choice.name}; torch {torch.__version__}; "
+            f"{os.cpu_count()} CPU(s); {steps} timed steps after {warm} warm-up steps")
+
+    pm = get_plugin_manager()
+    spec = pm.get_model("dcgan")
+    if spec.id != "dcgan":
+        raise UserError("the benchmark needs the built-in 'dcgan' model")
+    base = {"resolution": opts.resolution, "batch_size": opts.batch_size,
+            "g_features": opts.features, "d_features": opts.features}
+    cache = work / "cache"
+
+    try:
+        # -- the folder ------------------------------------------------------------------------
+        if opts.data:
+            data = Path(opts.data).expanduser()
+            if not data.is_dir():
+                raise UserError(f"benchmark data folder not found: {data}")
+            classic_root = _classic_root(data, work)
+            rep.data["folder"] = {"path": str(data), "generated": False}
+        else:
+            data, gen_s = bench_folder.make_jpeg_folder(work / "folder", opts.images,
+                                                        opts.image_size)
+            classic_root = data
+            rep.data["folder"] = {"path": str(data), "generated": True, "images": opts.images,
+                                  "image_size": opts.image_size, "generate_s": round(gen_s, 3)}
+            rep.say(f"folder: {opts.images} generated {opts.image_size} px JPEGs in {data}"
+                    + (f" ({gen_s:.1f} s to write)" if gen_s else " (reused)"))
+
+        # -- dataset preparation and reopening ----------------------------------------------------
+        if opts.wants("dataset"):
+            t = engine_runs.time_dataset(data, opts.resolution, cache)
+            rep.data["dataset"] = t.to_dict()
+            rep.say(f"dataset: {t.images} images prepared at {t.resolution} px in "
+                    f"{t.prepare_s:.2f} s; reopened in {t.reopen_s:.3f} s")
+        # -- the classic loop --------------------------------------------------------------------
+        cfg = resolve_config(spec.schema, base)
+        classic_results = []
+        if opts.wants("classic"):
+            for w in opts.workers:
+                r = classic.run_classic(classic_root, spec, cfg, dev, workers=w, steps=steps,
+                                        warmup_steps=warm, sample_dir=work / "classic-samples")
+                classic_results.append(r.to_dict())
+                rep.say(f"classic loop, {w} workers, batch {r.batch_size}: "
+                        f"{r.images_per_s:,.1f} images/s")
+        rep.data["classic"] = classic_results
+
+        # -- the engine --------------------------------------------------------------------------
+        engine_results = []
+        if opts.wants("engine"):
+            for prec in opts.engine_precisions:
+                r = engine_runs.run_engine(
+                    spec, data, work / f"run-{prec}", label=f"engine {prec} b{opts.batch_size}",
+                    overrides=base, device=opts.device, precision=prec, steps=steps,
+                    warmup_steps=warm, cache_dir=cache)
+                engine_results.append(r.to_dict())
+                rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s"
+                        + ("" if r.outcome == "completed" else f" ({r.outcome}: {r.message})"))
+        if opts.large_batch and opts.wants("large"):
+            over = dict(base, batch_size=opts.large_batch, channels_last=True)
+            r = engine_runs.run_engine(
+                spec, data, work / "run-large",
+                label=f"engine {opts.large_precision} channels_last b{opts.large_batch}",
+                overrides=over, device=opts.device, precision=opts.large_precision,
+                steps=steps, warmup_steps=warm, cache_dir=cache)
+            engine_results.append(r.to_dict())
+            rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s"
+                    + ("" if r.outcome == "completed" else f" ({r.outcome}: {r.message})"))
+        rep.data["engine"] = engine_results
+
+        # -- ratios ------------------------------------------------------------------------------
+        ratios: dict[str, float] = {}
+        headline = next((e for e in engine_results if e["batch_size"] == opts.batch_size), None)
+        for c in classic_results:
+            for e in engine_results:
+                ratio = _ratio(e["images_per_s"], c["images_per_s"])
+                if ratio is None:
+                    continue
+                key = f"{e['label']} / classic {c['workers']} workers"
+                ratios[key] = round(ratio, 3)
+                if e is headline or e["batch_size"] != opts.batch_size:
+                    rep.say(f"ratio {key}: {ratio:.2f}x")
+        rep.data["ratios"] = ratios
+
+        # -- optional parts ----------------------------------------------------------------------
+        if opts.wants("gui"):
+            rep.data["gui"] = _guarded(lambda: _gui_part(spec, data, work, base, opts, steps,
+                                                         warm, cache, headline), rep, "gui")
+        if opts.wants("style"):
+            rep.data["style"] = _guarded(lambda: _style_part(pm, work, opts), rep, "style")
+        if opts.wants("startup"):
+            from .startup import measure_startup
+            rep.data["startup"] = _guarded(measure_startup, rep, "startup")
+            st = rep.data["startup"]
+            if "startup_seconds" in st:
+                rep.say(f"studio window: visible after {st['startup_seconds']:.2f} s "
+                        f"(process {st['process_seconds']:.2f} s)")
+        if opts.wants("oom") and dev.type == "cuda":
+            rep.data["oom"] = _guarded(lambda: _oom_part(spec, data, work, base, opts, cache),
+                                       rep, "oom")
+    finally:
+        rep.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        if opts.json_path:
+            path = Path(opts.json_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rep.data, indent=2, default=str))
+        if not opts.keep and not opts.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    rep.data["lines"] = rep.lines
+    return rep.data
+
+
+def _guarded(fn: Callable[[], dict], rep: Report, part: str) -> dict:
+    """Run an optional part; its failure is reported, and the rest of the benchmark goes on."""
+    try:
+        out = fn()
+    except Exception as e:  # noqa: BLE001 - one broken part must not lose the others
+        out = {"error": f"{e.__class__.__name__}: {e}", "traceback": traceback.format_exc()}
+        rep.say(f"{part}: failed: {e.__class__.__name__}: {e}")
+        return out
+    if "skipped" in out:
+        rep.say(f"{part}: skipped: {out['skipped']}")
+    return out
+
+
+def _gui_part(spec, data, work, base, opts, steps, warm, cache, headline) -> dict:
+    from .gui import measure_gui
+    out = measure_gui(spec, data, work, base, device=opts.device, steps=steps,
+                      warmup_steps=warm, cache_dir=cache, headless=headline)
+    return out
+
+
+def _style_part(pm, work, opts) -> dict:
+    from .style import measure_style
+    return measure_style(pm, work, size=opts.style_size, iterations=opts.style_iterations,
+                         device=opts.device)
+
+
+def _oom_part(spec, data, work, base, opts, cache) -> dict:
+    """Ask for far more than the GPU holds: the engine must fail with a clear suggestion."""
+    from . import engine_runs
+    over = dict(base, resolution=128, batch_size=65536)
+    r = engine_runs.run_engine(spec, data, work / "run-oom", label="oom check", overrides=over,
+                               device=opts.device, precision="fp32", steps=2, warmup_steps=0,
+                               cache_dir=cache)
+    ok = r.outcome == "failed" and "batch_size=" in r.message
+    return {"outcome": r.outcome, "message": r.message, "clear_message": ok}

@@ -72,11 +72,70 @@ def _short_error(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
+def _import_error(exc: BaseException) -> str:
+    """'ZeroDivisionError: division by zero (my_plugin.py, line 3)': the error and
+    where in the plugin's own code it happened (not in importlib's frames)."""
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{Path(exc.filename).name}, line {exc.lineno}"
+        return f"{exc.__class__.__name__}: {exc.msg} ({where})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        if "importlib" in frame.filename or frame.filename.startswith("<frozen"):
+            continue
+        if frame.filename == __file__:
+            break
+        where = f"{Path(frame.filename).name}, line {frame.lineno}"
+        break
+    return _short_error(exc) + (f" ({where})" if where else "")
+
+
+def _hook_problems(obj: Any) -> list[str]:
+    """Hook implementations whose name is not a GAN Studio hook (a typo never runs)."""
+    import difflib
+
+    known = [n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_")
+             and hasattr(getattr(hookspecs, n), f"{hookspecs.PROJECT}_spec")]
+    problems = []
+    for attr in dir(obj):
+        try:
+            value = getattr(obj, attr)
+        except Exception:  # noqa: BLE001 - a property of an odd plugin object
+            continue
+        if not callable(value) or getattr(value, f"{hookspecs.PROJECT}_impl", None) is None:
+            continue
+        if attr not in known:
+            close = difflib.get_close_matches(attr, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"'{attr}' is not a GAN Studio hook{hint}; "
+                            f"the hooks are {', '.join(known)}")
+    return problems
+
+
+def _hook_error(exc: BaseException) -> str:
+    """pluggy's multi-line validation message as one readable line."""
+    import inspect
+    import re
+
+    text = str(exc)
+    m = re.search(r"hook '(\w+)'.*?definition: (\S.*?)\n.*?Argument\(s\) \{(.*?)\}", text,
+                  re.S)
+    if m:
+        hook, definition, args = m.group(1), m.group(2).strip(), m.group(3)
+        spec = getattr(hookspecs, hook, None)
+        offered = ", ".join(inspect.signature(spec).parameters) if spec else "?"
+        names = ", ".join(a.strip() for a in args.split(","))
+        return (f"{definition}: argument(s) {names} are not provided by the hook {hook}; "
+                f"it offers {offered} (take any of them, by exactly these names)")
+    return " ".join(text.split())
+
+
 def validate_spec(spec: Any) -> ModelSpec:
     """Check what a plugin returned; raise TypeError/ValueError with a clear message."""
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"ganstudio_register_models must return ModelSpec objects, "
-                        f"got {type(spec).__name__}")
+                        f"got {type(spec).__name__} (build each with "
+                        f"ganstudio.core.model.ModelSpec)")
     if not spec.id or not isinstance(spec.id, str) or not spec.id.replace("-", "").replace(
             "_", "").replace(".", "").isalnum():
         raise ValueError(f"model id {spec.id!r} must be a non-empty name of letters, digits, "
@@ -146,7 +205,7 @@ class PluginManager:
                     raise
                 self.plugins[ep.name] = PluginInfo(ep.name, source, version, ep.value,
                                                    status="error",
-                                                   error=f"failed to import: {_short_error(e)}")
+                                                   error=f"failed to import: {_import_error(e)}")
                 continue
             self.register(obj, ep.name, source=source, version=version, location=ep.value)
 
@@ -179,7 +238,7 @@ class PluginManager:
                     raise
                 sys.modules.pop(modname, None)
                 self.plugins[name] = PluginInfo(name, "folder", location=str(path), status="error",
-                                                error=f"failed to import: {_short_error(e)}")
+                                                error=f"failed to import: {_import_error(e)}")
                 continue
             self.register(module, name, source="folder", location=str(path),
                           version=str(getattr(module, "__version__", "")))
@@ -204,13 +263,17 @@ class PluginManager:
             info.error = (f"written for plugin API {api}, but this studio speaks "
                           f"{ganstudio.PLUGIN_API_VERSION}; update the plugin or GAN Studio")
             return info
+        unknown = _hook_problems(obj)
+        if unknown:
+            info.status, info.error = "error", "invalid hooks: " + "; ".join(unknown)
+            return info
         try:
             self.pm.register(obj, name=name)
         except Exception as e:  # pluggy validates hook names and argument names here
             # pluggy may have recorded the plugin before rejecting one of its hooks:
             # take it out again so none of its hooks is ever called.
             self._forget(obj, name)
-            info.status, info.error = "error", f"invalid hooks: {_short_error(e)}"
+            info.status, info.error = "error", f"invalid hooks: {_hook_error(e)}"
             return info
         try:
             impl = getattr(obj, "ganstudio_register_models", None)

@@ -266,7 +266,10 @@ class StyleTransferJob(ImageJob):
         return {"image": self.image.detach().cpu(), "best_image": self.best_image.cpu(),
                 "best_loss": self.best_loss.cpu(), "scale": self.scale,
                 "iteration": self.iteration, "iter_in_scale": self.iter_in_scale,
-                "evaluations": self.evaluations, "optimizer": self.opt.state_dict()}
+                "evaluations": self.evaluations,
+                # L-BFGS history is dozens of image-sized tensors (GBs at 2048 px): not
+                # saved; a resumed L-BFGS rebuilds it in a few iterations.
+                "optimizer": None if self.use_lbfgs else self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         scale = int(state["scale"])
@@ -281,7 +284,8 @@ class StyleTransferJob(ImageJob):
             self.image.copy_(image)
         self.best_image = state["best_image"].to(self.device)
         self.best_loss = state["best_loss"].to(self.device)
-        self.opt.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None and not self.use_lbfgs:
+            self.opt.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
         self.iter_in_scale = int(state["iter_in_scale"])
         self.evaluations = int(state["evaluations"])

@@ -1,0 +1,246 @@
+"""``ganstudio stylize`` and ``ganstudio stylize-train``: style transfer from the command line.
+
+* ``stylize CONTENT STYLE [STYLE ...] -o OUT``: the optimisation method, run by
+  the engine (a temporary run folder unless ``--run DIR`` keeps it);
+* ``stylize --net RUN INPUT [INPUT ...] -o OUT``: apply a trained fast-style
+  network to images and/or folders;
+* ``stylize-train STYLE --data DIR --out RUN``: train such a network (the same
+  as ``ganstudio train --model fast-style``).
+
+User errors (missing or unreadable image, wrong VGG weights, bad setting)
+exit with code 2 and one line; a failure during the optimisation exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STYLE_MODEL = "style-transfer"
+FAST_MODEL = "fast-style"
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "stylize", help="repaint pictures in the style of others (or apply a trained network)",
+        description="Repaint CONTENT in the style of STYLE (several styles are blended), or, "
+                    "with --net RUN, apply a trained fast-style network to images or folders.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE",
+                   help="CONTENT STYLE [STYLE ...]; with --net: images and/or folders")
+    p.add_argument("-o", "--out", required=True,
+                   help="output image (.png/.jpg); with --net and several inputs: a folder")
+    p.add_argument("--size", type=int, default=None, metavar="PX",
+                   help="long side of the output in pixels (default 512; with --net: the "
+                        "input's own size)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="optimisation iterations (default 300)")
+    p.add_argument("--blend", default=None, metavar="W1,W2,...",
+                   help="blend weights of several styles (default equal)")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None,
+                   help="optimiser (default lbfgs)")
+    p.add_argument("--preserve-colors", action="store_true",
+                   help="keep the content image's colours (luminance-only transfer)")
+    p.add_argument("--init", choices=["content", "noise"], default=None,
+                   help="start from the content image (default) or from noise")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any style-transfer setting, e.g. --set style_weight=1e5 (repeatable)")
+    p.add_argument("--vgg-weights", default=None, metavar="PATH",
+                   help="VGG-19 weights file with torchvision's key names (default: "
+                        "torchvision's ImageNet file in the torch cache)")
+    p.add_argument("--net", default=None, metavar="RUN",
+                   help="apply the trained fast-style network of this run folder instead")
+    p.add_argument("--run", default=None, metavar="DIR",
+                   help="keep the optimisation's run folder (previews, metrics) here")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_stylize)
+
+    t = subparsers.add_parser(
+        "stylize-train", help="train a fast-style network for one style on a folder of pictures",
+        description="Train the feed-forward network of Johnson et al. for STYLE on the "
+                    "content pictures in --data; then use 'ganstudio stylize --net RUN'.")
+    t.add_argument("style", metavar="STYLE", help="the style image")
+    t.add_argument("--data", required=True, help="folder of content pictures")
+    t.add_argument("--out", required=True, help="run folder to write (or resume)")
+    t.add_argument("--steps", type=int, default=None, help="training steps (default 10000)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fast-style setting, e.g. --set resolution=256 (repeatable)")
+    t.add_argument("--vgg-weights", default=None, metavar="PATH", help="VGG-19 weights file")
+    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_stylize_train)
+
+
+# -- the optimisation ----------------------------------------------------------------------------
+class _Progress:
+    """Engine listener: one line per ~second (or a live line on a terminal)."""
+
+    def __init__(self, quiet: bool, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, event: Any) -> None:
+        from ganstudio.core import events as ev
+        if self.quiet:
+            return
+        if isinstance(event, ev.Started):
+            print(f"stylizing on {event.device} ({event.device_reason}), "
+                  f"{event.total_steps} iterations", file=self.stream, flush=True)
+        elif isinstance(event, ev.Metrics):
+            now = time.monotonic()
+            if now - self.last < (0.2 if self.tty else 1.0) and event.step < event.total_steps:
+                return
+            self.last = now
+            v = event.values
+            line = (f"iteration {event.step}/{event.total_steps} "
+                    f"({int(v.get('scale_px', 0))} px) loss {v.get('loss', float('nan')):.4g} "
+                    f"content {v.get('content', float('nan')):.3g} "
+                    f"style {v.get('style', float('nan')):.3g} tv {v.get('tv', float('nan')):.3g} "
+                    f"{event.images_per_sec:.1f} it/s")
+            print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n",
+                  file=self.stream, flush=True)
+        elif isinstance(event, ev.Warning):
+            print(f"\nwarning: {event.message}" if self.tty else f"warning: {event.message}",
+                  file=self.stream, flush=True)
+        elif isinstance(event, (ev.Finished, ev.Failed)) and self.tty:
+            print(file=self.stream)
+
+
+def _check_output(out: Path) -> None:
+    from ganstudio.core.errors import UserError
+    from ganstudio_style.imaging import SAVE_EXTENSIONS
+    if out.suffix.lower() not in SAVE_EXTENSIONS:
+        raise UserError(f"output {out}: give an image file name ending in .png, .jpg, .webp, "
+                        ".bmp or .tif")
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give an image file name")
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    if args.net:
+        return _apply_net(args)
+    from ganstudio.core import events as ev
+    from ganstudio.core.config import parse_set_args
+    from ganstudio.core.engine import Engine, EngineSettings
+    from ganstudio.core.errors import UserError
+    from ganstudio.plugins import get_plugin_manager
+    from ganstudio_style.imaging import save_image
+
+    if len(args.inputs) < 2:
+        raise UserError("give a content image and at least one style image "
+                        "(ganstudio stylize CONTENT STYLE [STYLE ...] -o OUT)")
+    out = Path(args.out).expanduser()
+    _check_output(out)
+    content, styles = args.inputs[0], args.inputs[1:]
+    for role, path in [("content", content)] + [("style", s) for s in styles]:
+        if not Path(path).expanduser().is_file():
+            raise UserError(f"{role} image not found: {path}")
+        if "|" in path:
+            raise UserError(f"{role} image path {path} contains '|', which separates styles")
+    overrides: dict[str, Any] = parse_set_args(args.set)
+    overrides.update(content=str(Path(content).expanduser()),
+                     style="|".join(str(Path(s).expanduser()) for s in styles))
+    if args.size is not None:
+        overrides["size"] = args.size
+    if args.steps is not None:
+        overrides["iterations"] = args.steps
+    for key, value in (("style_blend", args.blend), ("optimizer", args.optimizer),
+                       ("init", args.init), ("vgg_weights", args.vgg_weights)):
+        if value is not None:
+            overrides[key] = value
+    if args.preserve_colors:
+        overrides["preserve_colors"] = True
+
+    pm = get_plugin_manager(args.plugins_dir)
+    spec = pm.get_model(STYLE_MODEL)
+    from ganstudio.core.config import resolve_config
+    total = int(resolve_config(spec.schema, overrides)["iterations"])
+    run_dir = Path(args.run).expanduser() if args.run else Path(tempfile.mkdtemp(prefix="stylize-"))
+    settings = EngineSettings(total_steps=total, device=args.device, precision="fp32",
+                              on_nan="stop", checkpoint_every_s=0, sample_every_s=10.0,
+                              keep_checkpoints=1, n_samples=1)
+    engine = Engine(spec, run_dir, overrides=overrides, settings=settings,
+                    listeners=[_Progress(args.quiet)], plugin_version=pm.plugin_version(spec))
+    try:
+        t0 = time.perf_counter()
+        engine.prepare()
+        stopped = {"n": 0}
+
+        def on_sigint(signum, frame):
+            stopped["n"] += 1
+            if stopped["n"] > 1:
+                raise KeyboardInterrupt
+            print("\nstopping; the best image so far will be written", file=sys.stderr)
+            engine.stop()
+
+        old = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            result = engine.run_loop()
+        finally:
+            signal.signal(signal.SIGINT, old)
+        if isinstance(result, ev.Failed):
+            print(f"error: {result.message}", file=sys.stderr)
+            return 1
+        image = engine.model.result_image()
+        save_image(image, out)
+        seconds = time.perf_counter() - t0
+        h, w = image.shape[-2:]
+        note = "" if result.reason == "completed" else " (stopped early: best so far)"
+        print(f"wrote {out} ({w}x{h}, {engine.step} iterations, "
+              f"{engine.model.evaluations} loss evaluations, {seconds:.1f} s){note}")
+        return 0
+    finally:
+        if not args.run:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _apply_net(args: argparse.Namespace) -> int:
+    from ganstudio.core.devices import pick_device
+    from ganstudio.core.errors import UserError
+    from ganstudio_style.fast import apply_to_paths, load_style_net
+
+    if args.size is not None and not 16 <= args.size <= 8192:
+        raise UserError("--size must be between 16 and 8192 pixels")
+    device = pick_device(args.device, precision="fp32").device
+    net, _config, step = load_style_net(
+        args.net, device,
+        warn=lambda p, why: print(f"warning: {why}; using an older checkpoint", file=sys.stderr))
+
+    def progress(i: int, n: int, path: Path) -> None:
+        if not args.quiet:
+            print(f"[{i}/{n}] {path}", file=sys.stderr, flush=True)
+
+    written, ms = apply_to_paths(net, args.inputs, args.out, args.size, progress)
+    print(f"stylized {len(written)} image(s) with {args.net} (step {step}) on {device.type}: "
+          f"{ms:.1f} ms per image (network only)")
+    return 0
+
+
+def cmd_stylize_train(args: argparse.Namespace) -> int:
+    from ganstudio import cli
+    from ganstudio.core.errors import UserError
+    if not Path(args.style).expanduser().is_file():
+        raise UserError(f"style image not found: {args.style}")
+    argv = ["train", "--model", FAST_MODEL, "--data", args.data, "--out", args.out,
+            "--device", args.device, "--set", f"style={Path(args.style).expanduser()}"]
+    if args.plugins_dir:
+        argv = ["--plugins-dir", args.plugins_dir] + argv
+    if args.vgg_weights:
+        argv += ["--set", f"vgg_weights={Path(args.vgg_weights).expanduser()}"]
+    for item in args.set:
+        argv += ["--set", item]
+    if args.steps is not None:
+        argv += ["--steps", str(args.steps)]
+    if args.resume:
+        argv.append("--resume")
+    if args.quiet:
+        argv.append("--quiet")
+    return cli.main(argv)

@@ -25,6 +25,20 @@ STYLE_MODEL = "style-transfer"
 FAST_MODEL = "fast-style"
 
 
+def style_tools(pm: Any, model_id: str = STYLE_MODEL) -> Any:
+    """The module of the plugin that provides ``model_id`` (its image and network tools:
+    ``load_image``, ``save_image``, ``load_style_net``, ``apply_to_paths``, VGG helpers).
+
+    Reached through the plugin manager: GAN Studio never imports a built-in plugin."""
+    from ganstudio.core.errors import UserError
+    spec = pm.get_model(model_id)
+    info = pm.plugins.get(spec.plugin)
+    module = getattr(info, "module", None)
+    if module is None or not hasattr(module, "save_image"):
+        raise UserError(f"plugin '{spec.plugin}' does not offer the style tools")
+    return module
+
+
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "stylize", help="repaint pictures in the style of others (or apply a trained network)",
@@ -114,10 +128,9 @@ class _Progress:
             print(file=self.stream)
 
 
-def _check_output(out: Path) -> None:
+def _check_output(out: Path, extensions: Any) -> None:
     from ganstudio.core.errors import UserError
-    from ganstudio_style.imaging import SAVE_EXTENSIONS
-    if out.suffix.lower() not in SAVE_EXTENSIONS:
+    if out.suffix.lower() not in extensions:
         raise UserError(f"output {out}: give an image file name ending in .png, .jpg, .webp, "
                         ".bmp or .tif")
     if out.is_dir():
@@ -132,13 +145,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from ganstudio.core.engine import Engine, EngineSettings
     from ganstudio.core.errors import UserError
     from ganstudio.plugins import get_plugin_manager
-    from ganstudio_style.imaging import save_image
 
+    pm = get_plugin_manager(args.plugins_dir)
+    tools = style_tools(pm)
     if len(args.inputs) < 2:
         raise UserError("give a content image and at least one style image "
                         "(ganstudio stylize CONTENT STYLE [STYLE ...] -o OUT)")
     out = Path(args.out).expanduser()
-    _check_output(out)
+    _check_output(out, tools.SAVE_EXTENSIONS)
     content, styles = args.inputs[0], args.inputs[1:]
     for role, path in [("content", content)] + [("style", s) for s in styles]:
         if not Path(path).expanduser().is_file():
@@ -159,7 +173,6 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if args.preserve_colors:
         overrides["preserve_colors"] = True
 
-    pm = get_plugin_manager(args.plugins_dir)
     spec = pm.get_model(STYLE_MODEL)
     from ganstudio.core.config import resolve_config
     total = int(resolve_config(spec.schema, overrides)["iterations"])
@@ -190,7 +203,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             print(f"error: {result.message}", file=sys.stderr)
             return 1
         image = engine.model.result_image()
-        save_image(image, out)
+        tools.save_image(image, out)
         seconds = time.perf_counter() - t0
         h, w = image.shape[-2:]
         note = "" if result.reason == "completed" else " (stopped early: best so far)"
@@ -205,12 +218,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 def _apply_net(args: argparse.Namespace) -> int:
     from ganstudio.core.devices import pick_device
     from ganstudio.core.errors import UserError
-    from ganstudio_style.fast import apply_to_paths, load_style_net
+    from ganstudio.plugins import get_plugin_manager
 
+    tools = style_tools(get_plugin_manager(args.plugins_dir), FAST_MODEL)
     if args.size is not None and not 16 <= args.size <= 8192:
         raise UserError("--size must be between 16 and 8192 pixels")
     device = pick_device(args.device, precision="fp32").device
-    net, _config, step = load_style_net(
+    net, _config, step = tools.load_style_net(
         args.net, device,
         warn=lambda p, why: print(f"warning: {why}; using an older checkpoint", file=sys.stderr))
 
@@ -218,7 +232,7 @@ def _apply_net(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"[{i}/{n}] {path}", file=sys.stderr, flush=True)
 
-    written, ms = apply_to_paths(net, args.inputs, args.out, args.size, progress)
+    written, ms = tools.apply_to_paths(net, args.inputs, args.out, args.size, progress)
     print(f"stylized {len(written)} image(s) with {args.net} (step {step}) on {device.type}: "
           f"{ms:.1f} ms per image (network only)")
     return 0

@@ -18,6 +18,25 @@ from ganstudio.core.model import GAN, IMAGE_TO_IMAGE, ModelSpec
 __version__ = "1.0.0"
 GANSTUDIO_PLUGIN_API = 1
 
+# Tools the studio and the CLI use through the plugin manager's module object
+# (``ganstudio`` itself never imports a built-in plugin by name). Loaded lazily.
+_TOOLS = {
+    "load_style_net": "fast", "apply_to_paths": "fast", "expand_inputs": "fast",
+    "stylize_tensor": "fast",
+    "load_image": "imaging", "save_image": "imaging", "SAVE_EXTENSIONS": "imaging",
+    "find_weights": "vgg", "download_vgg_weights": "vgg", "hub_weights_path": "vgg",
+    "missing_weights_message": "vgg", "VGG19_FILE": "vgg", "VGG19_SIZE_MB": "vgg",
+    "VGG19_URL": "vgg",
+}
+
+
+def __getattr__(name: str):
+    if name in _TOOLS:
+        import importlib
+        module = importlib.import_module(f"{__name__}.{_TOOLS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def _style_transfer(config, image_shape, device):
     from .gatys import StyleTransferJob

@@ -9,14 +9,22 @@
     RUN/events.log        human-readable log: warnings, skipped files, errors
 
 The GUI, the CLI and anything else read runs only through this module.
+
+Safety: a run folder may come from someone else (a shared drive, a download).
+Its entries are plain files and folders; a symbolic link among them (say
+``events.log`` pointing at a shell start-up file) is refused rather than
+followed, appends never follow links, run.json is size-capped and validated,
+and every other path taken from a run goes through :meth:`RunFolder.inside`.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,11 @@ from .errors import UserError
 
 RUN_FORMAT = 1
 SAMPLE_RE = re.compile(r"^step_(\d{8,})\.png$")
+#: run.json larger than this is refused unread (a real one is a few kilobytes).
+MAX_INFO_BYTES = 4 * 1024 * 1024
+#: Entries of a run folder that must never be symbolic links.
+_MEMBERS = ("run.json", "metrics.jsonl", "events.log", "samples", "checkpoints")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class RunError(UserError):
@@ -54,9 +67,46 @@ def validate_run_info(info: Any, where: str = "run.json") -> dict:
             raise RunError(f"{where}: '{key}' must be a string")
     if "dataset" in info and info["dataset"] is not None and not isinstance(info["dataset"], dict):
         raise RunError(f"{where}: 'dataset' must be an object")
-    if "total_steps" in info and not isinstance(info["total_steps"], int):
-        raise RunError(f"{where}: 'total_steps' must be an integer")
+    if "total_steps" in info and (not isinstance(info["total_steps"], int)
+                                  or isinstance(info["total_steps"], bool)
+                                  or info["total_steps"] < 0):
+        raise RunError(f"{where}: 'total_steps' must be a non-negative integer")
+    fmt = info.get("format", RUN_FORMAT)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise RunError(f"{where}: 'format' must be an integer")
+    if fmt > RUN_FORMAT:
+        raise RunError(f"{where}: written by a newer GAN Studio (run format {fmt}; this "
+                       f"version reads up to {RUN_FORMAT}); update GAN Studio to open it")
+    if not info["model_id"].strip():
+        raise RunError(f"{where}: 'model_id' is empty")
+    dataset = info.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("folder") is not None \
+            and not isinstance(dataset["folder"], str):
+        raise RunError(f"{where}: 'dataset.folder' must be a string")
     return info
+
+
+def _open_append(path: Path):
+    """Open ``path`` for appending text without following a symbolic link."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
+    return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file + fsync + rename: a kill leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 @dataclass
@@ -96,13 +146,31 @@ class RunFolder:
     def events_path(self) -> Path:
         return self.path / "events.log"
 
-    def inside(self, relative: str) -> Path:
-        """Resolve ``relative`` inside the run folder; refuse paths that escape it."""
+    def inside(self, relative: str | os.PathLike) -> Path:
+        """Resolve ``relative`` inside the run folder; refuse paths that escape it
+        (``..``, absolute paths, symbolic links pointing elsewhere)."""
         base = self.path.resolve()
-        target = (base / relative).resolve()
+        rel = os.fspath(relative)
+        if "\0" in rel:
+            raise RunError(f"path {rel!r} is not a valid path")
+        target = (base / rel).resolve()
         if target != base and base not in target.parents:
-            raise RunError(f"path '{relative}' points outside the run folder {base}")
+            raise RunError(f"path '{rel}' points outside the run folder {base}")
         return target
+
+    def check_layout(self) -> None:
+        """Refuse a run folder whose contract entries are symbolic links or the wrong kind
+        (a crafted ``events.log`` link would make every log line land in another file)."""
+        for name in _MEMBERS:
+            p = self.path / name
+            if p.is_symlink():
+                raise RunError(f"{p} is a symbolic link; a run folder must hold its own "
+                               "files (refused for safety)")
+            if name in ("samples", "checkpoints"):
+                if p.exists() and not p.is_dir():
+                    raise RunError(f"{p} should be a folder")
+            elif p.exists() and not p.is_file():
+                raise RunError(f"{p} should be a file")
 
     # -- existence ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -115,7 +183,10 @@ class RunFolder:
     # -- run.json ----------------------------------------------------------------------------
     def create(self, info: dict) -> None:
         """Create the folder structure and write run.json (``created`` is added)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path} exists and is not a folder")
         self.path.mkdir(parents=True, exist_ok=True)
+        self.check_layout()
         self.samples_dir.mkdir(exist_ok=True)
         self.checkpoints_dir.mkdir(exist_ok=True)
         info = dict(info)
@@ -125,16 +196,22 @@ class RunFolder:
 
     def write_info(self, info: dict) -> None:
         validate_run_info(info)
-        tmp = self.info_path.with_name("run.json.tmp")
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, self.info_path)
+        _write_atomic(self.info_path, json.dumps(info, indent=2, sort_keys=True, default=str))
 
     def read_info(self) -> dict:
+        """run.json, checked: size, JSON, shape, and no symbolic links in the layout."""
         if not self.info_path.is_file():
             raise RunError(f"{self.path} is not a run folder (no run.json)")
+        self.check_layout()
         try:
+            size = self.info_path.stat().st_size
+            if size > MAX_INFO_BYTES:
+                raise RunError(f"{self.info_path} is {size:,} bytes; a run.json is a few "
+                               "kilobytes (refused)")
             info = json.loads(self.info_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except RecursionError:
+            raise RunError(f"{self.info_path} cannot be read: nested too deeply") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
             raise RunError(f"{self.info_path} cannot be read: {e}") from None
         return validate_run_info(info, str(self.info_path))
 
@@ -149,8 +226,13 @@ class RunFolder:
         if not rows:
             return
         text = "".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n" for r in rows)
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with _open_append(self.metrics_path) as f:
+                f.write(text)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise RunError(f"{self.metrics_path} is a symbolic link; refused") from None
+            raise
 
     def read_metrics(self, offset: int = 0) -> tuple[list[dict], int]:
         """Rows from byte ``offset``; returns (rows, new offset). A partly written last
@@ -183,9 +265,7 @@ class RunFolder:
             return
         rows, _ = self.read_metrics(0)
         kept = [r for r in rows if r["step"] <= step]
-        tmp = self.metrics_path.with_name("metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, self.metrics_path)
+        _write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     # -- samples -----------------------------------------------------------------------------
     def sample_path(self, step: int) -> Path:
@@ -197,9 +277,29 @@ class RunFolder:
         out = []
         for p in self.samples_dir.iterdir():
             m = SAMPLE_RE.match(p.name)
-            if m and p.is_file():
+            if m and p.is_file() and not p.is_symlink():
                 out.append((int(m.group(1)), p))
         return sorted(out)
+
+    def prune_samples_after(self, step: int) -> int:
+        """Remove sample grids newer than ``step`` (a resume goes back to a checkpoint:
+        the time-lapse must not keep frames of the lost future). Returns how many."""
+        removed = 0
+        for s, p in self.list_samples():
+            if s > step:
+                try:
+                    p.unlink()
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
+    # -- one writer at a time ----------------------------------------------------------------
+    def lock(self) -> "RunLock":
+        """Take the run's writer lock (``RUN/.lock``) or raise RunError if another
+        process or thread trains this run. The OS drops the lock when the process dies,
+        so a killed run never stays locked."""
+        return RunLock(self.path / ".lock")
 
     # -- events.log --------------------------------------------------------------------------
     def log(self, message: str, level: str = "INFO") -> None:
@@ -208,10 +308,10 @@ class RunFolder:
         text = "".join(f"{stamp} {level:<7} {line}\n" for line in lines)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            with open(self.events_path, "a", encoding="utf-8") as f:
+            with _open_append(self.events_path) as f:
                 f.write(text)
         except OSError:
-            pass  # the log must never be the thing that stops a run
+            pass  # the log must never be the thing that stops a run (links are not followed)
 
     # -- summaries ---------------------------------------------------------------------------
     def last_step(self) -> int:
@@ -227,6 +327,51 @@ class RunFolder:
         samples = self.list_samples()
         return RunSummary(self.path, info["model_id"], str(info.get("created", "")),
                           self.last_step(), samples[-1][1] if samples else None, info)
+
+
+class RunLock:
+    """An exclusive advisory lock on a file (``flock``; ``msvcrt`` on Windows)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except OSError as e:
+            raise RunError(f"cannot lock the run folder ({path}): {e.strerror or e}") from None
+        try:
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+                import msvcrt
+                msvcrt.locking(self._fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = -1
+            raise RunError(f"the run in {path.parent} is being trained by another process or "
+                           "window; stop it first or choose another run folder") from None
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            try:
+                if sys.platform != "win32":
+                    import fcntl
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def list_runs(root: str | os.PathLike) -> list[RunSummary]:

@@ -11,7 +11,9 @@ resume, stop, checkpoint now, roll back) are handled between steps.
 from __future__ import annotations
 
 import math
+import os
 import platform
+import sys
 import threading
 import time
 import traceback
@@ -23,14 +25,14 @@ import torch
 
 import ganstudio
 from . import events as ev
-from .checkpoints import load_latest, save_checkpoint
+from .checkpoints import is_disk_full, load_latest, save_checkpoint, set_aside
 from .config import resolve_config
 from .data import DatasetReport, DeviceImages, load_dataset
 from .devices import DeviceChoice, pick_device
 from .errors import CheckpointError, ConfigError, UserError
 from .images import make_grid, save_png
 from .model import GAN, ModelSpec
-from .runs import RunFolder
+from .runs import RunFolder, RunLock
 
 
 @dataclass
@@ -74,6 +76,30 @@ def _optimizers(model: Any) -> list[torch.optim.Optimizer]:
         if isinstance(value, torch.optim.Optimizer):
             found.append(value)
     return found
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, and the RuntimeErrors other backends (MPS, ROCm) raise."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _lr_key(key: str) -> str | None:
+    """'lr' -> '', 'lr_g' -> 'g', 'g_lr' -> 'g'; None for keys that are not learning rates."""
+    if key == "lr":
+        return ""
+    if key.startswith("lr_"):
+        return key[3:]
+    if key.endswith("_lr"):
+        return key[:-3]
+    return None
+
+
+def _describe_os_error(e: OSError) -> str:
+    if is_disk_full(e):
+        return f"the disk is full ({e.strerror or e})"
+    return str(e.strerror or e)
 
 
 def scale_learning_rates(model: Any, factor: float) -> None:
@@ -125,6 +151,7 @@ class Engine:
         self.resumed_from: Path | None = None
         self.last_checkpoint: Path | None = None
         self._prepared = False
+        self._diverged = False  # NaN/Inf seen and not rolled back: never checkpoint these weights
 
     # -- commands (any thread) ---------------------------------------------------------------
     def pause(self) -> None:
@@ -162,8 +189,31 @@ class Engine:
     # -- preparation -------------------------------------------------------------------------
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Open or create the run folder, prepare the data, build the model and restore
-        the latest checkpoint when resuming. Raises UserError subclasses for the user."""
+        the latest checkpoint when resuming. Raises UserError subclasses for the user:
+        a folder that cannot be written, a device out of memory while building, a run
+        already being trained elsewhere."""
+        try:
+            self._prepare(progress)
+        except UserError:
+            raise
+        except OSError as e:
+            where = e.filename or self.run.path
+            raise UserError(f"cannot write the run folder ({where}): "
+                            f"{_describe_os_error(e)}") from None
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            if self.device and self.device.device.type == "cuda":
+                torch.cuda.empty_cache()
+            bs = int(self.config.get("batch_size", 0) or 0)
+            hint = f" (or batch_size={max(1, bs // 2)})" if bs > 1 else ""
+            raise UserError("the device ran out of memory while preparing the run; try a "
+                            f"smaller model or resolution{hint}, or another device") from None
+
+    def _prepare(self, progress: Callable[[int, int], None] | None) -> None:
         s = self.settings
+        if self.run.path.is_dir():
+            self.run.lock().release()  # fail early when another process trains this run
         existing = self.run.exists()
         info: dict[str, Any] | None = None
         if existing:
@@ -230,10 +280,9 @@ class Engine:
 
         if self.resume_requested and existing:
             loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                                 on_skip=lambda p, why: self._warn(
-                                     f"{why}; using the previous checkpoint", "checkpoint"))
+                                 on_skip=self._skip_checkpoint)
             if loaded is None:
-                self.run.log("no usable checkpoint; starting from step 0", "WARNING")
+                self._warn("no usable checkpoint; starting from step 0", "checkpoint")
             else:
                 path, state = loaded
                 self._restore(state)
@@ -241,7 +290,15 @@ class Engine:
                 self.last_checkpoint = path
                 self.run.log(f"resumed from {path.name} at step {self.step}")
         self.run.truncate_metrics_after(self.step)
+        if self.resume_requested:
+            self.run.prune_samples_after(self.step)
         self._prepared = True
+
+    def _skip_checkpoint(self, path: Path, why: str) -> None:
+        """A checkpoint failed to verify or load: say so, and set it aside for good."""
+        moved = set_aside(path, "refused" if "refused" in why else "damaged")
+        where = f" (moved to {moved.name})" if moved else ""
+        self._warn(f"{why}{where}; using the previous checkpoint", "checkpoint")
 
     # -- checkpoints -------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -264,6 +321,7 @@ class Engine:
             raise CheckpointError(f"checkpoint belongs to model '{state.get('model_id')}', "
                                   f"not '{self.spec.id}'")
         self.model.load_state_dict(state["model"])
+        self._apply_lr_changes(state.get("config") or {})
         if self.data is not None:
             self.data.load_state_dict(state.get("data", {}))
         self.step = int(state["step"])
@@ -277,14 +335,51 @@ class Engine:
         if "cuda" in rng and self.device.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"].to(torch.uint8).cpu(), self.device.device)
 
+    def _apply_lr_changes(self, saved: dict[str, Any]) -> None:
+        """Optimizer states restore the checkpoint's learning rates; when the config now
+        asks for different ones (``--resume --set lr_g=...``, or a roll back to a
+        checkpoint from before an earlier one), scale the optimizers to match."""
+        ratios: dict[str, float] = {}
+        for key, value in self.config.items():
+            old = saved.get(key)
+            if (_lr_key(key) is not None and isinstance(value, float)
+                    and isinstance(old, (int, float)) and not isinstance(old, bool) and old > 0
+                    and not math.isclose(value, old, rel_tol=1e-9)):
+                ratios[key] = value / float(old)
+        if not ratios:
+            return
+        factors = list(ratios.values())
+        if all(math.isclose(f, factors[0], rel_tol=1e-9) for f in factors):
+            scale_learning_rates(self.model, factors[0])
+        else:
+            for key, factor in ratios.items():
+                opt = getattr(self.model, f"opt_{_lr_key(key)}", None)
+                if not isinstance(opt, torch.optim.Optimizer):
+                    self._warn(f"cannot tell which optimizer '{key}' belongs to; the "
+                               "checkpoint's learning rates were kept (change all learning "
+                               "rates by the same factor to apply it)", "config")
+                    return
+                for group in opt.param_groups:
+                    group["lr"] = group["lr"] * factor
+        changes = ", ".join(f"{k} {saved[k]:g} -> {self.config[k]:g}" for k in ratios)
+        self.run.log(f"learning rates changed on restore: {changes}")
+
     def write_checkpoint(self) -> Path | None:
-        """Save now; on disk errors the run is told and older checkpoints stay."""
+        """Save now; on disk errors the run is told and older checkpoints stay.
+
+        Returns None (and warns) while the weights are diverged: a NaN checkpoint
+        would become the newest one and poison every later resume."""
+        if self._diverged:
+            self._warn("no checkpoint written: the losses diverged (NaN/Inf); roll back to "
+                       "the last good checkpoint first", "nan")
+            return None
         try:
             path = save_checkpoint(self._state(), self.run.checkpoints_dir, self.step,
                                    keep_last=self.settings.keep_checkpoints)
         except OSError as e:
             raise _DiskError(f"could not write a checkpoint to {self.run.checkpoints_dir}: "
-                             f"{e.strerror or e}; older checkpoints are intact") from e
+                             f"{_describe_os_error(e)}; the run stopped and the older "
+                             "checkpoints are intact") from e
         self.last_checkpoint = path
         self.run.log(f"checkpoint {path.name}")
         self.emit(ev.CheckpointWritten(self.step, str(path)))
@@ -309,9 +404,23 @@ class Engine:
 
     # -- the loop ----------------------------------------------------------------------------
     def run_loop(self) -> ev.Event:
-        """Train until ``total_steps`` or a stop; returns the Finished or Failed event."""
+        """Train until ``total_steps`` or a stop; returns the Finished or Failed event.
+
+        Holds the run folder's writer lock while training: a second process or window
+        trying to train the same run gets a clear Failed event instead of two writers
+        interleaving checkpoints."""
         if not self._prepared:
             self.prepare()
+        try:
+            lock: RunLock | None = self.run.lock()
+        except UserError as e:
+            return self._fail(str(e), kind="user")
+        try:
+            return self._run_loop()
+        finally:
+            lock.release()
+
+    def _run_loop(self) -> ev.Event:
         s = self.settings
         dev = self.device
         self.emit(ev.Started(str(self.run.path), self.spec.id, dev.name, dev.reason,
@@ -339,8 +448,12 @@ class Engine:
             values = dict(zip(names, means))
             values.update(self.model.status())
             finite = all(math.isfinite(v) for v in means)
-            self.run.append_metrics([{"step": self.step, "time": round(self.elapsed, 3),
-                                      **values, "img_per_s": round(ips, 2)}])
+            try:
+                self.run.append_metrics([{"step": self.step, "time": round(self.elapsed, 3),
+                                          **values, "img_per_s": round(ips, 2)}])
+            except OSError as e:
+                raise _DiskError(f"could not write {self.run.metrics_path}: "
+                                 f"{_describe_os_error(e)}; the run stopped") from e
             self.emit(ev.Metrics(self.step, self.elapsed, values, ips, s.total_steps))
             acc, n_acc, imgs_since, t_log = {}, 0, 0, t
             return finite
@@ -353,9 +466,12 @@ class Engine:
                 # -- commands between steps ---------------------------------------------------
                 if self.commands.checkpoint:
                     self.commands.set(checkpoint=False)
-                    if flush():
-                        self.write_checkpoint()
-                        last_ckpt_step, t_ckpt = self.step, time.perf_counter()
+                    if not flush():
+                        if self._on_nan():
+                            continue
+                        return self._fail_nan()
+                    self.write_checkpoint()
+                    last_ckpt_step, t_ckpt = self.step, time.perf_counter()
                 if self.commands.stop:
                     break
                 if self.commands.rollback is not None:
@@ -376,13 +492,19 @@ class Engine:
                 own = bool(getattr(self.model, "draws_own_batches", False))
                 real = self.data.batch(want) if self.data is not None and not own else None
                 # (2) one step of the model: D then G, inside the plugin
+                oom = False
                 try:
                     if autocast is not None:
                         with autocast:
                             out = self.model.train_step(real)
                     else:
                         out = self.model.train_step(real)
-                except torch.OutOfMemoryError:
+                except Exception as e:
+                    if not is_out_of_memory(e):
+                        raise _PluginFailure("train_step", traceback.format_exc()) from e
+                    oom = True
+                if oom:  # outside the except block: its traceback no longer pins tensors
+                    real = None
                     return self._fail_oom()
                 # (3) accumulate on the device; no host sync here
                 for k, v in out.items():
@@ -403,15 +525,18 @@ class Engine:
                     if not flush():
                         if self._on_nan():
                             continue
-                        return self._fail("losses became NaN or infinite", kind="nan")
+                        return self._fail_nan()
                 if (s.sample_every_steps and self.step % s.sample_every_steps == 0) or (
                         not s.sample_every_steps and now - t_sample >= s.sample_every_s):
                     self.render_samples()
                     last_sample_step, t_sample = self.step, time.perf_counter()
                 if (s.checkpoint_every_steps and self.step % s.checkpoint_every_steps == 0) or (
                         s.checkpoint_every_s > 0 and now - t_ckpt >= s.checkpoint_every_s):
-                    if flush():
-                        self.write_checkpoint()
+                    if not flush():  # never save a checkpoint of diverged weights
+                        if self._on_nan():
+                            continue
+                        return self._fail_nan()
+                    self.write_checkpoint()
                     last_ckpt_step, t_ckpt = self.step, time.perf_counter()
 
             # -- the end: completed or stopped -------------------------------------------------
@@ -420,9 +545,12 @@ class Engine:
                 self.render_samples()
             ckpt = None
             if finite and (last_ckpt_step != self.step or self.last_checkpoint is None):
-                ckpt = self.write_checkpoint()
+                ckpt = self.write_checkpoint() or self.last_checkpoint
             elif self.last_checkpoint is not None:
                 ckpt = self.last_checkpoint
+            if not finite:
+                self._warn(f"losses were NaN or infinite when the run stopped at step "
+                           f"{self.step}; no checkpoint was written for it", "nan")
             reason = "completed" if self.step >= s.total_steps else "stopped"
             self.run.log(f"{reason} at step {self.step}")
             done = ev.Finished(self.step, reason, str(ckpt) if ckpt else None)
@@ -430,13 +558,27 @@ class Engine:
             return done
         except _DiskError as e:
             return self._fail(str(e), kind="disk")
-        except torch.OutOfMemoryError:
-            return self._fail_oom()
+        except _PluginFailure as e:
+            cause = e.__cause__
+            return self._fail(f"{cause.__class__.__name__} in {e.where}: {cause}", kind="plugin",
+                              tb=e.tb)
         except UserError as e:
             return self._fail(str(e), kind="user")
         except Exception as e:
-            return self._fail(f"{e.__class__.__name__}: {e}", kind="plugin",
-                              tb=traceback.format_exc())
+            if is_out_of_memory(e):
+                oom = True
+            elif isinstance(e, OSError) and is_disk_full(e):
+                return self._fail(f"{_describe_os_error(e)} ({e.filename or self.run.path}); "
+                                  "the run stopped and the older checkpoints are intact",
+                                  kind="disk")
+            else:
+                tb = traceback.format_exc()
+                if self._raised_in_plugin(e):
+                    return self._fail(f"{e.__class__.__name__}: {e}", kind="plugin", tb=tb)
+                return self._fail(f"internal error: {e.__class__.__name__}: {e}",
+                                  kind="internal", tb=tb)
+        # only an out-of-memory error gets here, after its traceback was released
+        return self._fail_oom()
 
     def _wait_while_paused(self) -> bool:
         """Block until resumed (True) or stopped (False); serves checkpoint requests."""
@@ -461,10 +603,12 @@ class Engine:
 
     def _on_nan(self) -> bool:
         """Non-finite losses: pause (studio) and let the user roll back, or stop (CLI)."""
+        self._diverged = True
         msg = (f"losses became NaN or infinite at step {self.step}. "
                + (f"The last good checkpoint is {self.last_checkpoint.name}; roll back to it "
                   "with a lower learning rate." if self.last_checkpoint else
-                  "No checkpoint was written yet; restart with a lower learning rate."))
+                  "No checkpoint was written yet; roll back to start again from step 0 "
+                  "with a lower learning rate."))
         self._warn(msg, "nan")
         if self.settings.on_nan == "pause":
             self._pause_reason = "nan"
@@ -476,17 +620,28 @@ class Engine:
         factor = self.commands.rollback or 0.5
         self.commands.set(rollback=None)
         loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                             on_skip=lambda p, why: self._warn(why, "checkpoint"))
-        if loaded is None:
-            self._warn("no checkpoint to roll back to; continuing with lower learning rates")
-        else:
-            self._restore(loaded[1])
-            self.run.truncate_metrics_after(self.step)
-        scale_learning_rates(self.model, factor)
+                             on_skip=self._skip_checkpoint)
         for key, value in list(self.config.items()):
-            if isinstance(value, float) and (key == "lr" or key.startswith("lr_")
-                                             or key.endswith("_lr")):
+            if isinstance(value, float) and _lr_key(key) is not None:
                 self.config[key] = value * factor
+        if loaded is None:
+            # Diverged weights cannot be saved by a lower learning rate: build the model
+            # afresh (the new config carries the lower rates) and start again.
+            self._warn("no checkpoint to roll back to; starting again from step 0 with lower "
+                       "learning rates", "nan")
+            self.model = self.spec.factory(self.config, self.data.shape if self.data else None,
+                                           self.device.device)
+            if self.data is not None:
+                self.model.attach_data(self.data)
+            self.step, self.images_seen = 0, 0
+        else:
+            # the restore matches the optimizers to the (now lower) configured rates
+            self._restore(loaded[1])
+        if not any(_lr_key(k) is not None for k in self.config):
+            scale_learning_rates(self.model, factor)  # rates the config does not name
+        self._diverged = False
+        self.run.truncate_metrics_after(self.step)
+        self.run.prune_samples_after(self.step)
         try:
             self.run.update_info(config=self.config)
         except UserError:
@@ -494,18 +649,51 @@ class Engine:
         self.run.log(f"rolled back to step {self.step}; learning rates x{factor}")
         self.emit(ev.Resumed(self.step))
 
+    def _raised_in_plugin(self, error: BaseException) -> bool:
+        """Did ``error`` come from the model plugin's own code (its files in the traceback)?"""
+        module = sys.modules.get(getattr(self.spec.factory, "__module__", "") or "")
+        top = sys.modules.get((getattr(module, "__name__", "") or "").split(".")[0])
+        files = set()
+        for mod in (module, top):
+            f = getattr(mod, "__file__", None)
+            if f:
+                files.add(os.path.dirname(f) if os.path.basename(f) == "__init__.py" else f)
+        if not files:
+            return False
+        for frame in traceback.extract_tb(error.__traceback__):
+            for f in files:
+                if frame.filename == f or frame.filename.startswith(f.rstrip(os.sep) + os.sep):
+                    return True
+        return False
+
+    def _fail_nan(self) -> ev.Failed:
+        """Non-finite losses with ``on_nan="stop"`` (the CLI): fail with how to go on."""
+        lrs = {k: v for k, v in self.config.items() if _lr_key(k) is not None
+               and isinstance(v, float)}
+        suggestion = " ".join(f"{k}={v / 2:g}" for k, v in lrs.items())
+        where = (f"the last good checkpoint is {self.last_checkpoint.name}"
+                 if self.last_checkpoint else "no checkpoint was written yet")
+        msg = f"losses became NaN or infinite at step {self.step}; {where}"
+        if suggestion:
+            msg += f"; resume with lower learning rates ({suggestion})"
+        return self._fail(msg, kind="nan", suggestion=suggestion)
+
     def _fail_oom(self) -> ev.Failed:
         bs = int(self.config.get("batch_size", 0) or 0)
         suggestion = f"batch_size={max(1, bs // 2)}" if bs > 1 else ""
+        # Free what the failed step held (gradients, activations) so the app stays usable.
+        if self.model is not None and hasattr(self.model, "__dict__"):
+            for opt in _optimizers(self.model):
+                opt.zero_grad(set_to_none=True)
         if self.device and self.device.device.type == "cuda":
             torch.cuda.empty_cache()
-        msg = "the device ran out of memory"
+        msg = f"the device ran out of memory at step {self.step} (batch size {bs})"
         if suggestion:
             msg += f"; try a smaller batch ({suggestion}) and resume"
         return self._fail(msg, kind="oom", suggestion=suggestion)
 
     def _fail(self, message: str, *, kind: str, tb: str = "", suggestion: str = "") -> ev.Failed:
-        plugin = self.spec.plugin if kind == "plugin" else ""
+        plugin = (self.spec.plugin or self.spec.id) if kind == "plugin" else ""
         if plugin:
             message = f"plugin '{plugin}' ({self.spec.id}) failed at step {self.step}: {message}"
         self.run.log(message + (f"\n{tb}" if tb else ""), "ERROR")
@@ -516,6 +704,15 @@ class Engine:
 
 class _DiskError(Exception):
     pass
+
+
+class _PluginFailure(Exception):
+    """The plugin's train_step raised; carries where and the formatted traceback."""
+
+    def __init__(self, where: str, tb: str):
+        super().__init__(where)
+        self.where = where
+        self.tb = tb
 
 
 def train(spec: ModelSpec, run_dir: str | Path, **kwargs: Any) -> ev.Event:

@@ -16,6 +16,7 @@ plugin.
 from __future__ import annotations
 
 import ganstudio
+from ganstudio.core.config import resolve_config
 from ganstudio.core.model import GAN, ModelSpec
 
 from .model import MSGGAN, ProGAN, msggan_schema, progan_schema
@@ -34,6 +35,7 @@ def schedule_for(config: dict) -> Schedule:
 
 @ganstudio.hookimpl
 def ganstudio_register_models():
+    default_steps = schedule_for(resolve_config(progan_schema())).steps()
     return [
         ModelSpec(
             id="progan",
@@ -43,8 +45,8 @@ def ganstudio_register_models():
             factory=ProGAN,
             help=("Progressive growing (Karras et al. 2018): starts at 4x4 and fades in each "
                   "doubling up to the target resolution (default 128 px). Stable at high "
-                  "resolution. With the defaults the whole schedule to 128 px takes about "
-                  "120,000 steps; set --steps to at least that."),
+                  f"resolution. With the defaults the whole schedule to 128 px takes "
+                  f"{default_steps:,} steps (4.4 million images); set --steps to at least that."),
             version=__version__,
         ),
         ModelSpec(

@@ -199,11 +199,10 @@ class ProGAN(_WGANBase):
         self.schedule = Schedule(self.resolution, int(cfg["fade_images"]),
                                  int(cfg["stable_images"]), table, int(cfg["batch_size"]))
         self.reset_optimizer = bool(cfg["reset_optimizer"])
-        self.phase_index = 0
         self.pyramid: list[torch.Tensor] | None = None
         self.data_generator: torch.Generator | None = None
         self.flip = bool(cfg.get("flip", True))
-        self._set_progress(self.schedule.at(0))
+        self._set_progress(0, self.schedule.at(0).alpha)
 
     #: The engine skips its own batch draw for models that set this (see attach_data).
     draws_own_batches = False
@@ -230,9 +229,13 @@ class ProGAN(_WGANBase):
         self.flip = bool(images.flip)
         self.draws_own_batches = True
 
-    def _set_progress(self, pos) -> None:
-        self.G.set_progress(pos.phase.level, pos.alpha)
-        self.G_ema.set_progress(pos.phase.level, pos.alpha)
+    def _set_progress(self, phase_index: int, alpha: float) -> None:
+        """Record the phase and alpha of the step just trained: status, samples and the
+        exported generator describe the network as it was last trained."""
+        self.phase_index, self.alpha = int(phase_index), float(alpha)
+        level = self.schedule.phases[self.phase_index].level
+        self.G.set_progress(level, self.alpha)
+        self.G_ema.set_progress(level, self.alpha)
 
     def _real_batch(self, real, n: int, level: int, alpha: float) -> torch.Tensor:
         res = resolution_at(level)
@@ -258,13 +261,11 @@ class ProGAN(_WGANBase):
     def _step(self, real):
         pos = self.schedule.at(self.images_shown)
         phase = pos.phase
-        if phase.index != self.phase_index:
-            if self.reset_optimizer and phase.level != self.schedule.phases[self.phase_index].level:
-                self.opt_g.state.clear()
-                self.opt_d.state.clear()
-            self.phase_index = phase.index
+        if phase.level != self.schedule.phases[self.phase_index].level and self.reset_optimizer:
+            self.opt_g.state.clear()  # a new resolution starts with fresh Adam moments
+            self.opt_d.state.clear()
         level, alpha, n = phase.level, pos.alpha, phase.batch
-        self._set_progress(pos)
+        self._set_progress(phase.index, alpha)
         x = self._real_batch(real, n, level, alpha)
         z = torch.randn(n, self.latent_dim, device=self.device)
         fake = self.G(z, level, alpha)
@@ -274,31 +275,30 @@ class ProGAN(_WGANBase):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
-        pos = self.schedule.at(self.images_shown)
-        return self.G_ema(z.to(self.device), pos.phase.level, pos.alpha).float().clamp_(-1, 1)
+        return self.G_ema(z.to(self.device)).float().clamp_(-1, 1)
 
     def status(self) -> dict[str, float]:
-        pos = self.schedule.at(self.images_shown)
-        return {"resolution": pos.phase.resolution, "alpha": round(pos.alpha, 6),
-                "phase": pos.phase.index, "phases": len(self.schedule.phases),
-                "fading": int(pos.phase.fading and pos.left_phase > 0),
-                "phase_progress": round(pos.progress, 6),
-                "images_left_phase": pos.left_phase, "images_left_total": pos.left_total,
-                "images_shown": self.images_shown}
+        """The phase and alpha of the last step; images left counted from now."""
+        phase = self.schedule.phases[self.phase_index]
+        shown = self.images_shown
+        into = min(max(shown - phase.start, 0), phase.images)
+        return {"resolution": phase.resolution, "alpha": round(self.alpha, 6),
+                "phase": phase.index, "phases": len(self.schedule.phases),
+                "fading": int(phase.fading), "phase_progress": round(into / phase.images, 6),
+                "images_left_phase": phase.images - into,
+                "images_left_total": max(self.schedule.total_images - shown, 0),
+                "images_shown": shown}
 
     def state_dict(self) -> dict[str, Any]:
-        pos = self.schedule.at(self.images_shown)
-        return {**super().state_dict(), "phase_index": self.phase_index,
-                "resolution": pos.phase.resolution, "alpha": pos.alpha}
+        return {**super().state_dict(), "phase_index": self.phase_index, "alpha": self.alpha,
+                "resolution": self.schedule.phases[self.phase_index].resolution}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.phase_index = int(state.get("phase_index", 0))
-        self._set_progress(self.schedule.at(self.images_shown))
-
-    def generator_module(self) -> torch.nn.Module:
-        self._set_progress(self.schedule.at(self.images_shown))
-        return self.G_ema
+        index = int(state.get("phase_index", 0))
+        if not 0 <= index < len(self.schedule.phases):
+            raise ValueError(f"phase {index} is not in this schedule")
+        self._set_progress(index, float(state.get("alpha", 1.0)))
 
 
 class MSGGAN(_WGANBase):

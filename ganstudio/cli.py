@@ -135,8 +135,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if engine.report is not None:
         print(("\r" if not args.quiet else "") + "dataset: " + engine.report.summary(),
               file=sys.stderr)
-        for s in engine.report.skipped:
-            print(f"  skipped {s.path}: {s.reason}", file=sys.stderr)
+        for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
+            if not line.startswith("warning: "):  # dataset warnings arrive as events
+                print(f"  {line}", file=sys.stderr)
 
     interrupted = {"n": 0}
 
@@ -158,6 +159,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, old_term)
     if isinstance(result, ev.Failed):
         print(f"error: {result.message}", file=sys.stderr)
+        if result.suggestion:
+            sets = " ".join(f"--set {item}" for item in result.suggestion.split())
+            import shlex
+            print(f"to continue: ganstudio train --resume --out {shlex.quote(args.out)} {sets}",
+                  file=sys.stderr)
         if result.traceback:
             print(f"(traceback in {engine.run.events_path})", file=sys.stderr)
         return EXIT_FAILED

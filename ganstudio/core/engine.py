@@ -273,6 +273,10 @@ class Engine:
             self.run.log("dataset: " + self.report.summary())
             for skipped in self.report.skipped:
                 self.run.log(f"skipped {skipped.path}: {skipped.reason}", "WARNING")
+            for path, note in self.report.converted:
+                self.run.log(f"converted {path}: {note}")
+            for warning in self.report.warnings:
+                self._warn(f"dataset: {warning}", "dataset")
 
         g = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + 1)
         if self.spec.kind == GAN:

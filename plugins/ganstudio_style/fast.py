@@ -258,14 +258,16 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path 
 
 def apply_to_paths(net: TransformerNet, inputs: Iterable[str | os.PathLike],
                    out: str | os.PathLike, size: int | None = None,
-                   progress: Callable[[int, int, Path], None] | None = None
-                   ) -> tuple[list[Path], float]:
+                   progress: Callable[[int, int, Path], None] | None = None,
+                   as_folder: bool = False) -> tuple[list[Path], float]:
     """Stylize files / folders. One input file and ``out`` with an image suffix: write that
-    file; otherwise ``out`` is a folder (sub-folders of input folders are mirrored).
+    file; otherwise (or with ``as_folder``) ``out`` is a folder (sub-folders of input
+    folders are mirrored).
     Returns the written paths and the mean milliseconds per image (network only)."""
     items = expand_inputs(inputs)
     out = Path(out).expanduser()
-    single = len(items) == 1 and items[0][1] is None and out.suffix != ""
+    single = (not as_folder and len(items) == 1 and items[0][1] is None
+              and out.suffix != "")
     if not single and out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder (several images need a folder)")
     device = next(net.parameters()).device

@@ -72,6 +72,8 @@ def schema() -> list[Field]:
               choices=["max", "avg"], group="Layers", advanced=True),
         Field("vgg_weights", "path", "", "VGG-19 weights file (torchvision key names); empty: "
               "torchvision's ImageNet file in the torch cache.", group="Layers"),
+        Field("line_search", "bool", False, "L-BFGS with a strong-Wolfe line search: steadier, "
+              "but a few loss evaluations per iteration.", advanced=True),
         Field("mixed_precision", "bool", False, "bf16 VGG passes on GPUs (faster, noisier; "
               "Grams stay fp32).", advanced=True),
         Field("seed", "int", 0, "Random seed (noise start).", min=0, max=2**31 - 1,
@@ -186,8 +188,9 @@ class StyleTransferJob(ImageJob):
         if self.use_lbfgs:
             # max_iter=1: the engine calls step() once per iteration; history kept across calls.
             history = 50 if content.numel() <= 3 * 1024 * 1024 else 20
-            self.opt = torch.optim.LBFGS([self.image], lr=1.0, max_iter=1,
-                                         history_size=history)
+            self.opt = torch.optim.LBFGS(
+                [self.image], lr=1.0, max_iter=1, history_size=history,
+                line_search_fn="strong_wolfe" if self.config["line_search"] else None)
         else:
             self.opt = torch.optim.Adam([self.image], lr=float(self.config["lr"]))
 
@@ -224,7 +227,8 @@ class StyleTransferJob(ImageJob):
             self._enter_scale(self.scale + 1, self.best_image)
         with torch.autocast(self.device.type, enabled=False):
             if self.use_lbfgs:
-                self.opt.step(self._closure)  # one loss evaluation (max_iter=1)
+                # One iteration: one loss evaluation (more with the line search).
+                self.opt.step(self._closure)
             else:
                 self._closure()
                 self.opt.step()

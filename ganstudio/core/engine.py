@@ -32,6 +32,7 @@ from .devices import DeviceChoice, pick_device
 from .errors import CheckpointError, ConfigError, UserError
 from .images import make_grid, save_png
 from .model import GAN, ModelSpec
+from .alarm import EngineMonitors, split_holdout
 from .runs import RunFolder, RunLock
 
 
@@ -51,6 +52,14 @@ class EngineSettings:
     on_nan: str = "pause"             # "pause" (studio) or "stop" (CLI)
     device: str = "auto"
     precision: str = "auto"           # auto | fp32 | bf16
+    # the collapse / imbalance alarm and KID / FID (ganstudio.core.alarm, .quality)
+    monitors: bool = True             # False: neither runs, no images are held out
+    alarm_every_s: float = 20.0
+    alarm_every_steps: int = 0        # >0: every N steps instead of seconds
+    quality_every_s: float = 120.0    # 0 and quality_every_steps 0: never
+    quality_every_steps: int = 0
+    quality_samples: int = 500
+    quality_features: str = "auto"    # auto (Inception if on disk, else random) | inception | random
 
 
 class _Commands:
@@ -151,6 +160,10 @@ class Engine:
         self.resumed_from: Path | None = None
         self.last_checkpoint: Path | None = None
         self._prepared = False
+        self.holdout: torch.Tensor | None = None   # images D never sees (the overfitting check)
+        self.monitors: EngineMonitors | None = None
+        self._extra_values: dict[str, float] = {}  # alarm / quality values for the next line
+        self._t_monitor: list[float] | None = None
         self._diverged = False  # NaN/Inf seen and not rolled back: never checkpoint these weights
 
     # -- commands (any thread) ---------------------------------------------------------------
@@ -245,6 +258,8 @@ class Engine:
                 images, self.report = load_dataset(self.data_folder, res, ch,
                                                    self.config.get("fit", "crop"),
                                                    cache_dir=self.cache_dir, progress=progress)
+            if s.monitors:
+                images, self.holdout = split_holdout(images, int(self.config.get("seed", 0)))
             self.data = DeviceImages(images, self.device.device,
                                      flip=bool(self.config.get("flip", True)),
                                      seed=int(self.config.get("seed", 0)))
@@ -451,6 +466,8 @@ class Engine:
             ips = imgs_since / max(t - t_log, 1e-9)
             values = dict(zip(names, means))
             values.update(self.model.status())
+            values.update(self._extra_values)
+            self._extra_values = {}
             finite = all(math.isfinite(v) for v in means)
             try:
                 self.run.append_metrics([{"step": self.step, "time": round(self.elapsed, 3),
@@ -523,8 +540,12 @@ class Engine:
                 self.elapsed += now - t_run
                 t_run = now
 
+                alarm_due, quality_due = self._monitors_due(now)
+                if alarm_due or quality_due:
+                    self._run_monitors(alarm_due, quality_due)
                 due_log = (now - t_log >= s.log_every_s) or (
-                    s.log_every_steps and self.step % s.log_every_steps == 0)
+                    s.log_every_steps and self.step % s.log_every_steps == 0) or bool(
+                    self._extra_values)
                 if due_log or self.step >= s.total_steps:
                     if not flush():
                         if self._on_nan():
@@ -583,6 +604,52 @@ class Engine:
                                   kind="internal", tb=tb)
         # only an out-of-memory error gets here, after its traceback was released
         return self._fail_oom()
+
+    # -- the balance alarm and quality measures ----------------------------------------------
+    def _monitors_due(self, now: float) -> tuple[bool, bool]:
+        s = self.settings
+        if not s.monitors or self.data is None or self.spec.kind != GAN:
+            return False, False
+        if self._t_monitor is None:
+            self._t_monitor = [now, now]
+
+        def due(every_steps: int, every_s: float, i: int) -> bool:
+            if every_steps > 0:
+                return self.step % every_steps == 0
+            return every_s > 0 and now - self._t_monitor[i] >= every_s
+        return (due(s.alarm_every_steps, s.alarm_every_s, 0),
+                due(s.quality_every_steps, s.quality_every_s, 1))
+
+    def _run_monitors(self, alarm: bool, quality: bool) -> None:
+        """Alarm and KID/FID values go into the next metrics line; warnings become events.
+        A failure here is logged and turns the measures off; it never stops training."""
+        s = self.settings
+        if self.monitors is None:
+            self.monitors = EngineMonitors(
+                self.data, self.holdout, device=self.device.device,
+                quality_samples=s.quality_samples, quality_features=s.quality_features,
+                seed=int(self.config.get("seed", 0)), note=self.run.log)
+        try:
+            if alarm:
+                values, warnings = self.monitors.check_alarm(self.model, self.fixed_noise,
+                                                             self.step)
+                self._extra_values.update(values)
+                for kind, message in warnings:
+                    self._warn(f"step {self.step}: {message}", kind)
+            if quality:
+                self._extra_values.update(self.monitors.measure_quality(self.model))
+        except torch.OutOfMemoryError:
+            raise
+        except Exception:
+            s.monitors = False
+            self.run.log("the balance alarm / quality measures failed and are off for this "
+                         f"run:\n{traceback.format_exc()}", "WARNING")
+        t = time.perf_counter()                 # time spent measuring is not an interval
+        if self._t_monitor is not None:
+            if alarm:
+                self._t_monitor[0] = t
+            if quality:
+                self._t_monitor[1] = t
 
     def _wait_while_paused(self) -> bool:
         """Block until resumed (True) or stopped (False); serves checkpoint requests."""

@@ -30,6 +30,18 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Tests train tiny networks: one CPU thread is faster than several (no spin-waiting
+# threads fighting over the CI's two cores), and subprocesses inherit the setting.
+# Set GANSTUDIO_TEST_THREADS to use more.
+_THREADS = int(os.environ.get("GANSTUDIO_TEST_THREADS", "1"))
+os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+os.environ.setdefault("MKL_NUM_THREADS", str(_THREADS))
+try:
+    import torch as _torch
+    _torch.set_num_threads(_THREADS)
+except ImportError:  # pragma: no cover - torch is a dependency
+    pass
+
 #: Source of the test-only plugin. Kept as text so the same code serves as an
 #: in-process module and as a drop-in file for subprocess runs.
 TINY_PLUGIN_SOURCE = textwrap.dedent('''

@@ -26,7 +26,15 @@ def ganstudio_register_models() -> "list[ModelSpec]":
 
     Called once per plugin when the plugin manager loads plugins: at start-up of
     the CLI or the studio, in the main thread, before any training. Must be
-    cheap: build networks in the spec's factory, not here.
+    cheap: build networks in the spec's factory, not here. Anything but a list
+    of ModelSpec (or an exception) marks the plugin as failed with the reason.
+
+    Example::
+
+        @ganstudio.hookimpl
+        def ganstudio_register_models():
+            return [ModelSpec(id="mygan", name="My GAN", kind=GAN,
+                              schema=common_gan_fields(), factory=MyGAN)]
     """
 
 
@@ -36,9 +44,19 @@ def ganstudio_metrics(run_dir: str, step: int, time: float, values: "dict[str, f
 
     Called by the engine in the *training thread* (never the GUI thread) each
     time it logs metrics (about every 100 ms, or every N steps), with the run
-    folder, the step, the seconds trained and the metric values (floats).
-    Keep it fast; it delays training while it runs. Logging integrations
-    (CSV, TensorBoard, ...) are plugins of this hook.
+    folder, the step, the seconds trained (across resumes) and the metric
+    values: the means of the model's losses since the last point plus the
+    model's ``status()`` numbers, as Python floats. ``values`` is the plugin's
+    own copy. Keep it fast; it delays training while it runs. An exception is
+    written to the run's events.log and the plugin's hooks are not called again
+    for that run. Logging integrations (CSV, TensorBoard, ...) are plugins of
+    this hook; the built-in ``csvlog`` plugin is one.
+
+    Example::
+
+        @ganstudio.hookimpl
+        def ganstudio_metrics(run_dir, step, values):
+            print(step, values["loss_g"])
     """
 
 
@@ -46,6 +64,13 @@ def ganstudio_metrics(run_dir: str, step: int, time: float, values: "dict[str, f
 def ganstudio_run_finished(run_dir: str, step: int, reason: str) -> None:
     """A training run ended: ``reason`` is ``completed``, ``stopped`` or ``failed``.
 
-    Called in the training thread after the final checkpoint is written (or
-    after the failure was logged). Use it to close files a metrics hook opened.
+    Called once per run in the training thread after the final checkpoint is
+    written (or after the failure was logged), with the last step. Use it to
+    close files a metrics hook opened. A paused run has not ended.
+
+    Example::
+
+        @ganstudio.hookimpl
+        def ganstudio_run_finished(run_dir, reason):
+            print(f"{run_dir}: {reason}")
     """

@@ -338,22 +338,43 @@ class PluginManager:
         return info.version if info else ""
 
     def metrics_listener(self, run_dir: str):
-        """An engine listener that forwards Metrics and the end of a run to plugin hooks."""
+        """An engine listener that forwards Metrics and the end of a run to plugin hooks.
+
+        Each plugin's hook is called on its own (in the training thread): one that
+        raises is reported once in the run's events.log with its traceback and not
+        called again in this run, so a broken logging plugin never stops training
+        nor the other plugins' hooks.
+        """
         from ganstudio.core import events as ev
-        hook = self.pm.hook
-        has_metrics = bool(hook.ganstudio_metrics.get_hookimpls())
-        has_finish = bool(hook.ganstudio_run_finished.get_hookimpls())
+        from ganstudio.core.runs import RunFolder
+
+        run_dir = str(run_dir)
+        switched_off: set[str] = set()
+
+        def call(hook_name: str, **kwargs: Any) -> None:
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin_name in switched_off:
+                    continue
+                args = [dict(kwargs[a]) if isinstance(kwargs[a], dict) else kwargs[a]
+                        for a in impl.argnames]
+                try:
+                    impl.function(*args)
+                except Exception:  # noqa: BLE001 - any plugin bug; report and go on
+                    switched_off.add(impl.plugin_name)
+                    RunFolder(run_dir).log(
+                        f"plugin '{impl.plugin_name}' failed in {hook_name} and is switched "
+                        f"off for the rest of this run:\n{traceback.format_exc()}", "ERROR")
 
         def listener(event: ev.Event) -> None:
-            if isinstance(event, ev.Metrics) and has_metrics:
-                hook.ganstudio_metrics(run_dir=str(run_dir), step=event.step, time=event.time,
-                                       values=dict(event.values))
-            elif isinstance(event, ev.Finished) and has_finish:
-                hook.ganstudio_run_finished(run_dir=str(run_dir), step=event.step,
-                                            reason=event.reason)
-            elif isinstance(event, ev.Failed) and has_finish:
-                hook.ganstudio_run_finished(run_dir=str(run_dir), step=event.step,
-                                            reason="failed")
+            if isinstance(event, ev.Metrics):
+                call("ganstudio_metrics", run_dir=run_dir, step=event.step, time=event.time,
+                     values=dict(event.values))
+            elif isinstance(event, ev.Finished):
+                call("ganstudio_run_finished", run_dir=run_dir, step=event.step,
+                     reason=event.reason)
+            elif isinstance(event, ev.Failed):
+                call("ganstudio_run_finished", run_dir=run_dir, step=event.step,
+                     reason="failed")
         return listener
 
 

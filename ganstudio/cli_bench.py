@@ -42,13 +42,17 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="timed steps per run (default: 300 on a GPU, 10 on a CPU)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed steps before them (default: a tenth of --steps)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="rounds of classic loop and engine, alternating; the best of each "
+                        "is kept (steadier figures on a busy machine; default 1)")
     p.add_argument("--precision", type=_name_list, default=("fp32",), metavar="P[,P...]",
                    help="engine precision(s) at --batch: fp32, bf16, auto (default fp32)")
     p.add_argument("--large-batch", type=int, default=0, metavar="N",
                    help="also run the engine at batch N in bf16 with channels_last")
-    p.add_argument("--style-size", type=int, default=512, help="style transfer size (512)")
-    p.add_argument("--style-iterations", type=int, default=300,
-                   help="style transfer iterations (300)")
+    p.add_argument("--style-size", type=int, default=None,
+                   help="style transfer size in px (default: 512 on a GPU, 128 on a CPU)")
+    p.add_argument("--style-iterations", type=int, default=None,
+                   help="style transfer iterations (default: 300 on a GPU, 20 on a CPU)")
     p.add_argument("--skip", type=_name_list, default=(), metavar="PART[,PART...]",
                    help="parts to leave out: dataset, classic, engine, large, gui, style, "
                         "startup, oom")
@@ -80,8 +84,10 @@ def options_from_args(args: argparse.Namespace):
                         f"(choose from {', '.join(PARTS)})")
     for name in ("images", "image_size", "batch", "features", "style_size",
                  "style_iterations"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
     if args.steps is not None and args.steps < 1:
         raise UserError("--steps must be at least 1")
     bad = [p for p in args.precision if p not in ("fp32", "bf16", "auto")]
@@ -92,6 +98,7 @@ def options_from_args(args: argparse.Namespace):
         resolution=args.resolution, batch_size=args.batch, device=args.device,
         workers=tuple(args.workers), steps=args.steps, warmup_steps=args.warmup,
         engine_precisions=tuple(args.precision), large_batch=args.large_batch,
+        repeats=args.repeats,
         features=args.features, style_size=args.style_size,
         style_iterations=args.style_iterations, skip=tuple(args.skip), workdir=args.workdir,
         keep=args.keep, json_path=args.json, quiet=args.quiet)

@@ -42,6 +42,7 @@ class ClassicResult:
     seconds: float
     images_per_s: float
     first_step_s: float     # includes starting the loader workers and the first decode
+    dataset_size: int = 0   # images ImageFolder found
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -166,4 +167,4 @@ def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torc
         if own_tmp is not None:
             own_tmp.cleanup()
     return ClassicResult(int(workers), bs, steps, warmup_steps, images, seconds,
-                         images / max(seconds, 1e-9), first_step_s)
+                         images / max(seconds, 1e-9), first_step_s, len(dataset))

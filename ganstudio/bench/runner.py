@@ -35,9 +35,9 @@ class BenchOptions:
     large_batch: int = 0             # >0: also the engine at this batch, bf16 + channels_last
     large_precision: str = "bf16"
     features: int = 64               # DCGAN g_features / d_features
-    style_size: int = 512
-    style_iterations: int = 300
-    gui_seconds: float = 0.0         # 0: the same number of steps as headless
+    style_size: int | None = None       # None: 512 on a GPU, 128 on a CPU
+    style_iterations: int | None = None  # None: 300 on a GPU, 20 on a CPU
+    repeats: int = 1                 # rounds of classic + engine, alternating; best kept
     skip: tuple[str, ...] = ()
     workdir: str | None = None
     keep: bool = False
@@ -113,7 +113,8 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "settings": {"resolution": opts.resolution, "batch_size": opts.batch_size,
                      "features": opts.features, "steps": steps, "warmup_steps": warm,
-                     "workers": list(opts.workers), "large_batch": opts.large_batch},
+                     "workers": list(opts.workers), "large_batch": opts.large_batch,
+                     "repeats": opts.repeats},
         "notes": [],
     })
     rep.say(f"device: {choice.name}; torch {torch.__version__}; "
@@ -150,40 +151,49 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
             rep.data["dataset"] = t.to_dict()
             rep.say(f"dataset: {t.images} images prepared at {t.resolution} px in "
                     f"{t.prepare_s:.2f} s; reopened in {t.reopen_s:.3f} s")
-        # -- the classic loop --------------------------------------------------------------------
+        # -- the classic loop and the engine, alternating when repeated ------------------------
+        # On a shared machine the load changes from minute to minute: alternating the two and
+        # keeping the best round of each compares them under the same conditions.
         cfg = resolve_config(spec.schema, base)
-        classic_results = []
-        if opts.wants("classic"):
-            for w in opts.workers:
-                r = classic.run_classic(classic_root, spec, cfg, dev, workers=w, steps=steps,
-                                        warmup_steps=warm, sample_dir=work / "classic-samples")
-                classic_results.append(r.to_dict())
-                rep.say(f"classic loop, {w} workers, batch {r.batch_size}: "
-                        f"{r.images_per_s:,.1f} images/s")
-        rep.data["classic"] = classic_results
-
-        # -- the engine --------------------------------------------------------------------------
-        engine_results = []
-        if opts.wants("engine"):
-            for prec in opts.engine_precisions:
+        classic_runs: list[dict] = []
+        engine_runs_all: list[dict] = []
+        rounds = max(1, int(opts.repeats))
+        for rnd in range(rounds):
+            tag = f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""
+            if opts.wants("classic"):
+                for w in opts.workers:
+                    r = classic.run_classic(classic_root, spec, cfg, dev, workers=w, steps=steps,
+                                            warmup_steps=warm,
+                                            sample_dir=work / "classic-samples")
+                    classic_runs.append(r.to_dict())
+                    rep.say(f"classic loop, {w} workers, batch {r.batch_size}: "
+                            f"{r.images_per_s:,.1f} images/s{tag}")
+            todo = []
+            if opts.wants("engine"):
+                todo += [(f"engine {p} b{opts.batch_size}", base, p, f"run-{p}")
+                         for p in opts.engine_precisions]
+            if opts.large_batch and opts.wants("large"):
+                todo.append((f"engine {opts.large_precision} channels_last b{opts.large_batch}",
+                             dict(base, batch_size=opts.large_batch, channels_last=True),
+                             opts.large_precision, "run-large"))
+            for label, over, prec, folder_name in todo:
                 r = engine_runs.run_engine(
-                    spec, data, work / f"run-{prec}", label=f"engine {prec} b{opts.batch_size}",
-                    overrides=base, device=opts.device, precision=prec, steps=steps,
-                    warmup_steps=warm, cache_dir=cache)
-                engine_results.append(r.to_dict())
-                rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s"
+                    spec, data, work / folder_name, label=label, overrides=over,
+                    device=opts.device, precision=prec, steps=steps, warmup_steps=warm,
+                    cache_dir=cache)
+                engine_runs_all.append(r.to_dict())
+                rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s{tag}"
                         + ("" if r.outcome == "completed" else f" ({r.outcome}: {r.message})"))
-        if opts.large_batch and opts.wants("large"):
-            over = dict(base, batch_size=opts.large_batch, channels_last=True)
-            r = engine_runs.run_engine(
-                spec, data, work / "run-large",
-                label=f"engine {opts.large_precision} channels_last b{opts.large_batch}",
-                overrides=over, device=opts.device, precision=opts.large_precision,
-                steps=steps, warmup_steps=warm, cache_dir=cache)
-            engine_results.append(r.to_dict())
-            rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s"
-                    + ("" if r.outcome == "completed" else f" ({r.outcome}: {r.message})"))
+        classic_results = _best(classic_runs, "workers")
+        engine_results = _best(engine_runs_all, "label")
+        rep.data["classic"] = classic_results
         rep.data["engine"] = engine_results
+        if rounds > 1:
+            for c in classic_results:
+                rep.say(f"best of {rounds}: classic loop, {c['workers']} workers: "
+                        f"{c['images_per_s']:,.1f} images/s")
+            for e in engine_results:
+                rep.say(f"best of {rounds}: {e['label']}: {e['images_per_s']:,.1f} images/s")
 
         # -- ratios ------------------------------------------------------------------------------
         ratios: dict[str, float] = {}
@@ -203,8 +213,20 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
         if opts.wants("gui"):
             rep.data["gui"] = _guarded(lambda: _gui_part(spec, data, work, base, opts, steps,
                                                          warm, cache, headline), rep, "gui")
+            g = rep.data["gui"]
+            if "images_per_s" in g:
+                rep.say(f"studio worker: {g['images_per_s']:,.1f} images/s; ratio studio/headless: "
+                        f"{g['ratio_vs_headless'] or 0:.2f}x; GUI heartbeat longest stall: "
+                        f"{g['longest_stall_ms']:.1f} ms")
         if opts.wants("style"):
-            rep.data["style"] = _guarded(lambda: _style_part(pm, work, opts), rep, "style")
+            rep.data["style"] = _guarded(lambda: _style_part(pm, work, opts, dev.type), rep,
+                                         "style")
+            st = rep.data["style"]
+            if "iterations_per_s" in st:
+                rep.say(f"style transfer {st['size']} px: {st['iterations_per_s']:.1f} "
+                        f"iterations/s; {st['iterations']} iterations to a result in "
+                        f"{st['time_to_result_s']:.2f} s" + (f" ({st['note']})" if st.get("note")
+                                                             else ""))
         if opts.wants("startup"):
             from .startup import measure_startup
             rep.data["startup"] = _guarded(measure_startup, rep, "startup")
@@ -227,10 +249,25 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
     return rep.data
 
 
+def _best(runs: list[dict], key: str) -> list[dict]:
+    """One entry per ``key`` (first-seen order): the fastest round, with every round's figure."""
+    best: dict[Any, dict] = {}
+    for r in runs:
+        k = r[key]
+        rounds = best[k]["rounds_images_per_s"] if k in best else []
+        rounds.append(round(r["images_per_s"], 3))
+        if k not in best or r["images_per_s"] > best[k]["images_per_s"]:
+            best[k] = dict(r)
+        best[k]["rounds_images_per_s"] = rounds
+    return list(best.values())
+
+
 def _guarded(fn: Callable[[], dict], rep: Report, part: str) -> dict:
     """Run an optional part; its failure is reported, and the rest of the benchmark goes on."""
+    t0 = time.perf_counter()
     try:
         out = fn()
+        out["part_s"] = round(time.perf_counter() - t0, 3)
     except Exception as e:  # noqa: BLE001 - one broken part must not lose the others
         out = {"error": f"{e.__class__.__name__}: {e}", "traceback": traceback.format_exc()}
         rep.say(f"{part}: failed: {e.__class__.__name__}: {e}")
@@ -247,10 +284,12 @@ def _gui_part(spec, data, work, base, opts, steps, warm, cache, headline) -> dic
     return out
 
 
-def _style_part(pm, work, opts) -> dict:
+def _style_part(pm, work, opts, device_type: str) -> dict:
     from .style import measure_style
-    return measure_style(pm, work, size=opts.style_size, iterations=opts.style_iterations,
-                         device=opts.device)
+    gpu = device_type == "cuda"
+    size = opts.style_size or (512 if gpu else 128)
+    iterations = opts.style_iterations or (300 if gpu else 20)
+    return measure_style(pm, work, size=size, iterations=iterations, device=opts.device)
 
 
 def _oom_part(spec, data, work, base, opts, cache) -> dict:

@@ -18,9 +18,13 @@ from typing import Any
 _PATTERN = re.compile(r"startup_seconds=([0-9.eE+-]+)")
 
 
-def measure_startup(repeats: int = 1, timeout: float = 60.0) -> dict[str, Any]:
-    """Best of ``repeats`` runs; ``{"skipped": reason}`` when the studio cannot start here."""
-    if importlib.util.find_spec("PySide6") is None:
+def measure_startup(repeats: int = 1, timeout: float = 60.0,
+                    command: list[str] | None = None) -> dict[str, Any]:
+    """Best of ``repeats`` runs; ``{"skipped": reason}`` when the studio cannot start here.
+
+    ``command`` replaces ``python -m ganstudio gui`` (tests).
+    """
+    if command is None and importlib.util.find_spec("PySide6") is None:
         return {"skipped": "PySide6 is not installed (the studio cannot start here)"}
     env = dict(os.environ)
     env["GANSTUDIO_STARTUP_PROBE"] = "1"
@@ -30,7 +34,7 @@ def measure_startup(repeats: int = 1, timeout: float = 60.0) -> dict[str, Any]:
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-m", "ganstudio", "gui"], env=env,
+            proc = subprocess.run(command or [sys.executable, "-m", "ganstudio", "gui"], env=env,
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"skipped": f"the studio did not quit within {timeout:.0f} s with "

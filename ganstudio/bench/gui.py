@@ -1,0 +1,143 @@
+"""The engine inside the studio's worker thread, and the GUI thread's heartbeat.
+
+The same training as the headless run is started through
+``ganstudio.gui.worker.TrainingWorker`` on its QThread, while the GUI thread
+runs an event loop with a receiver that does what the studio's views do with
+each event (keep the metrics, turn each sample grid into a QImage) and a
+10 ms heartbeat timer. Reported: images/s in the worker, its ratio to the
+headless run, and the heartbeat's longest gap (a stall of the GUI thread:
+the time beyond the 10 ms period during which the window could not repaint
+or react).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_MS = 10
+
+
+def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: str,
+                steps: int, warmup_steps: int, cache_dir: Path,
+                headless: dict | None, timeout_s: float = 600.0) -> dict[str, Any]:
+    if importlib.util.find_spec("PySide6") is None:
+        return {"skipped": "PySide6 is not installed (no studio here)"}
+    if importlib.util.find_spec("ganstudio.gui.worker") is None:
+        return {"skipped": "the studio's training worker (ganstudio/gui/worker.py) is absent"}
+    if headless is None:
+        return {"skipped": "no headless engine run at the same batch size to compare with"}
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, Qt, QTimer, Slot
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication
+
+    from ganstudio.gui.worker import TrainingSession, TrainingWorker
+
+    from .engine_runs import ThroughputProbe, engine_settings
+
+    app = QApplication.instance() or QApplication([])
+    run_dir = work / "run-gui"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    precision = str(headless.get("precision", "fp32"))
+    settings = asdict(engine_settings(steps, warmup_steps, device, precision))
+
+    class Receiver(QObject):
+        """Lives in the GUI thread: the work the studio's views do per event."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.metrics: list[Any] = []
+            self.images: list[QImage] = []
+            self.failed: Any = None
+
+        @Slot(object, object)
+        def on_metrics(self, event, memory) -> None:
+            self.metrics.append((event.step, dict(event.values), memory))
+
+        @Slot(object)
+        def on_samples(self, event) -> None:
+            grid = event.grid
+            h, w, c = grid.shape
+            fmt = QImage.Format.Format_RGB888 if c == 3 else QImage.Format.Format_Grayscale8
+            self.images.append(QImage(grid.tobytes(), w, h, w * c, fmt).copy())
+            del self.images[:-2]
+
+        @Slot(object)
+        def on_failed(self, event) -> None:
+            self.failed = event
+
+    class Heartbeat(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clock = QElapsedTimer()
+            self.gaps_ms: list[float] = []
+            self.timer = QTimer(self)
+            self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+            self.timer.setInterval(HEARTBEAT_MS)
+            self.timer.timeout.connect(self.tick)
+
+        def start(self) -> None:
+            self.clock.start()
+            self.timer.start()
+
+        @Slot()
+        def tick(self) -> None:
+            self.gaps_ms.append(self.clock.nsecsElapsed() / 1e6)
+            self.clock.restart()
+
+    receiver = Receiver()
+    heartbeat = Heartbeat()
+    probe = ThroughputProbe()
+    worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=overrides,
+                            settings=settings, cache_dir=str(cache_dir))
+    direct = Qt.ConnectionType.DirectConnection
+    # Timestamps are taken in the training thread, at the moment the engine emits.
+    worker.metrics.connect(lambda event, memory: probe(event), direct)
+    worker.finished.connect(lambda event: probe(event), direct)
+    worker.failed.connect(lambda event: probe(event), direct)
+    worker.metrics.connect(receiver.on_metrics)
+    worker.samples.connect(receiver.on_samples)
+    worker.failed.connect(receiver.on_failed)
+
+    session = TrainingSession(worker)
+    loop = QEventLoop()
+    worker.done.connect(loop.quit)
+    guard = QTimer()
+    guard.setSingleShot(True)
+    guard.timeout.connect(worker.stop)
+    guard.start(int(timeout_s * 1000))
+    t0 = time.perf_counter()
+    heartbeat.start()
+    session.start()
+    loop.exec()  # a done emitted before this line is queued and still ends the loop
+    heartbeat.timer.stop()
+    guard.stop()
+    joined = session.join(60_000)
+    wall = time.perf_counter() - t0
+    app.processEvents()
+
+    images, seconds = probe.measure(warmup_steps, int(headless["batch_size"]))
+    ips = images / seconds if seconds > 0 else 0.0
+    gaps = heartbeat.gaps_ms[1:] or [0.0]
+    longest = max(gaps)
+    out: dict[str, Any] = {
+        "images_per_s": ips, "images": images, "seconds": seconds,
+        "headless_images_per_s": headless["images_per_s"],
+        "ratio_vs_headless": ips / headless["images_per_s"] if headless["images_per_s"] else None,
+        "heartbeat_ms": HEARTBEAT_MS, "heartbeat_ticks": len(heartbeat.gaps_ms),
+        "longest_gap_ms": longest, "longest_stall_ms": max(0.0, longest - HEARTBEAT_MS),
+        "gaps_over_50ms": sum(1 for g in gaps if g > 50.0),
+        "metrics_received": len(receiver.metrics), "wall_s": wall,
+        "thread_joined": bool(joined), "precision": precision,
+    }
+    if receiver.failed is not None:
+        out["error"] = getattr(receiver.failed, "message", str(receiver.failed))
+    return out

@@ -105,7 +105,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError("--model is required (see 'ganstudio plugins' for the installed models)")
     spec = pm.get_model(model_id)
     if args.resume and not run.exists():
-        raise UserError(f"nothing to resume: {run.path} is not a run folder")
+        if args.data is None:
+            raise UserError(f"nothing to resume: {run.path} is not a run folder")
+        # Killed before run.json was written (or never started): --resume with --model and
+        # --data always works, so a restart script needs no special case.
+        print(f"nothing to resume in {run.path} yet; starting a new run", file=sys.stderr)
     if spec.kind != "gan":
         raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
     if args.data is None and not args.resume:
@@ -115,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     total = args.steps
     if total is None:
         total = int(run.read_info().get("total_steps", 10_000)) if run.exists() else 10_000
+    if total < 1:
+        raise UserError(f"--steps must be at least 1, got {total}")
     settings = EngineSettings(
         total_steps=total, device=args.device, precision=args.precision, on_nan="stop",
         checkpoint_every_s=args.checkpoint_every, sample_every_s=args.sample_every,

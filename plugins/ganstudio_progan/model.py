@@ -48,7 +48,8 @@ def _shared_fields(*, lr: float) -> list[Field]:
         Field("beta2", "float", 0.99, "Adam beta2 (the paper: 0.99).", min=0.0, max=0.9999,
               advanced=True),
         Field("ema_decay", "float", 0.999, "Decay of the moving average of the generator "
-              "used for samples and exports (0 = no averaging).", min=0.0, max=0.99999,
+              "used for samples and exports (0 = no averaging; it warms up over the first "
+              "steps as (1 + t) / (10 + t)).", min=0.0, max=0.99999,
               advanced=True),
         Field("lambda_gp", "float", 10.0, "Weight of the WGAN-GP gradient penalty.", min=0.0,
               max=1000.0, advanced=True),
@@ -114,6 +115,7 @@ class _WGANBase(GANModel):
         self.drift = float(cfg["drift"])
         self.mixed_precision = bool(cfg["mixed_precision"])
         self.images_shown = 0
+        self.g_steps = 0
 
     # -- the step ----------------------------------------------------------------------------
     def train_step(self, real: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -151,9 +153,12 @@ class _WGANBase(GANModel):
         self.opt_g.step()
         self.D.requires_grad_(True)
 
-        # (3) the moving average of G (for samples and exports)
+        # (3) the moving average of G (for samples and exports). Its decay warms up as
+        # (1 + t) / (10 + t) so early grids are not dominated by the random start.
+        self.g_steps += 1
+        decay = min(self.ema_decay, (1.0 + self.g_steps) / (10.0 + self.g_steps))
         with torch.no_grad():
-            torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - self.ema_decay)
+            torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - decay)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
                 "wdist": wdist.detach(), "gp": penalty.detach(),
                 "d_real": d_real.detach().mean()}
@@ -175,7 +180,7 @@ class _WGANBase(GANModel):
         return {"G": self.G.state_dict(), "D": self.D.state_dict(),
                 "G_ema": self.G_ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "images_shown": int(self.images_shown)}
+                "images_shown": int(self.images_shown), "g_steps": int(self.g_steps)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
@@ -184,6 +189,7 @@ class _WGANBase(GANModel):
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.images_shown = int(state["images_shown"])
+        self.g_steps = int(state.get("g_steps", 0))
 
     def generator_module(self) -> torch.nn.Module:
         return self.G_ema

@@ -386,7 +386,7 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
             cached.folder = display_path(root)
             cached.cache_file = str(npy)
             cached.seconds = time.perf_counter() - t0
-            tensor = torch.from_numpy(np.ascontiguousarray(arr))
+            tensor = torch.from_numpy(np.array(arr))  # a writable copy in memory
             if tensor.shape[0] == cached.used and tensor.shape[1:] == (channels, resolution, resolution):
                 return tensor, cached
         except Exception:

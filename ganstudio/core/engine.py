@@ -10,6 +10,7 @@ resume, stop, checkpoint now, roll back) are handled between steps.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import platform
@@ -107,6 +108,8 @@ def _lr_key(key: str) -> str | None:
 
 def _describe_os_error(e: OSError) -> str:
     if is_disk_full(e):
+        if e.errno == errno.EFBIG:
+            return f"the file size limit was reached ({e.strerror or e})"
         return f"the disk is full ({e.strerror or e})"
     return str(e.strerror or e)
 

@@ -25,6 +25,14 @@ from .schedule import Schedule, parse_batch_sizes
 __version__ = "1.0.0"
 GANSTUDIO_PLUGIN_API = 1
 
+#: Small settings for the conformance kit (``ganstudio plugins --check progan``):
+#: tiny widths and a schedule short enough that its few steps cross a fade-in.
+GANSTUDIO_TEST_SETTINGS = {
+    "progan": {"resolution": 16, "channel_max": 8, "channel_base": 64, "latent_dim": 8,
+               "fade_images": 8, "stable_images": 4, "batch_sizes": "4:4"},
+    "msggan": {"resolution": 16, "channel_max": 8, "channel_base": 64, "latent_dim": 8},
+}
+
 
 def schedule_for(config: dict) -> Schedule:
     """The growth schedule a ProGAN config gives (for steps and time estimates)."""

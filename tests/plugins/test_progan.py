@@ -365,3 +365,13 @@ def test_plugin_registers_both_models():
     assert pm.get_model("msggan").plugin == "progan"
     for f in _spec("progan").schema:
         assert f.help, f.name
+
+
+# -- the shared conformance kit ------------------------------------------------------------------
+from ganstudio.testing import PluginConformance  # noqa: E402
+
+
+class TestProganConformance(PluginConformance):
+    """Both models pass the kit every plugin passes (with GANSTUDIO_TEST_SETTINGS)."""
+
+    plugin = "progan"

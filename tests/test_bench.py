@@ -69,6 +69,8 @@ def test_bench_cli_tiny_cpu_run_reports_every_part(image_folder, tmp_path, capsy
 
     rep = json.loads(report_path.read_text())
     assert rep["device_type"] == "cpu"
+    # both sides train the classic example's recipe when the model offers presets
+    assert rep["settings"]["model_settings"].get("preset", "classic") == "classic"
     assert rep["dataset"]["images"] == 12 and rep["dataset"]["reopened_from_cache"] is True
     assert rep["dataset"]["prepare_s"] > 0 and rep["dataset"]["reopen_s"] > 0
 

@@ -51,7 +51,9 @@ class ClassicResult:
 def _networks(spec: Any, config: dict, shape: tuple[int, int, int],
               device: torch.device) -> tuple[nn.Module, nn.Module]:
     model = spec.factory(config, shape, device)
-    net_g = model.generator_module()
+    net_g = getattr(model, "G", None)
+    if not isinstance(net_g, nn.Module):
+        net_g = model.generator_module()
     net_d = getattr(model, "D", None)
     if not isinstance(net_d, nn.Module):
         raise RuntimeError(f"model '{spec.id}' exposes no discriminator as .D; "

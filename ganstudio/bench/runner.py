@@ -124,8 +124,13 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
     spec = pm.get_model("dcgan")
     if spec.id != "dcgan":
         raise UserError("the benchmark needs the built-in 'dcgan' model")
-    base = {"resolution": opts.resolution, "batch_size": opts.batch_size,
-            "g_features": opts.features, "d_features": opts.features}
+    base: dict[str, Any] = {"resolution": opts.resolution, "batch_size": opts.batch_size,
+                            "g_features": opts.features, "d_features": opts.features}
+    if spec.field("preset") is not None:
+        # The recipe of the classic example (BatchNorm D, BCE, no augmentation, no EMA), so
+        # both sides train exactly the same networks the same way.
+        base["preset"] = "classic"
+    rep.data["settings"]["model_settings"] = dict(base)
     cache = work / "cache"
 
     try:

@@ -119,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     total = args.steps
     if total is None:
         total = int(run.read_info().get("total_steps", 10_000)) if run.exists() else 10_000
+    if total < 1:
+        raise UserError(f"--steps must be at least 1, got {total}")
     settings = EngineSettings(
         total_steps=total, device=args.device, precision=args.precision, on_nan="stop",
         checkpoint_every_s=args.checkpoint_every, sample_every_s=args.sample_every,

@@ -22,12 +22,20 @@ from typing import Any
 HEARTBEAT_MS = 10
 
 
+def _available(module: str) -> bool:
+    """Whether ``module`` can be imported here (a broken install counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: str,
                 steps: int, warmup_steps: int, cache_dir: Path,
                 headless: dict | None, timeout_s: float = 600.0) -> dict[str, Any]:
-    if importlib.util.find_spec("PySide6") is None:
+    if not _available("PySide6"):
         return {"skipped": "PySide6 is not installed (no studio here)"}
-    if importlib.util.find_spec("ganstudio.gui.worker") is None:
+    if not _available("ganstudio.gui.worker"):
         return {"skipped": "the studio's training worker (ganstudio/gui/worker.py) is absent"}
     if headless is None:
         return {"skipped": "no headless engine run at the same batch size to compare with"}

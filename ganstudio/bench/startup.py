@@ -18,13 +18,21 @@ from typing import Any
 _PATTERN = re.compile(r"startup_seconds=([0-9.eE+-]+)")
 
 
+def _available(module: str) -> bool:
+    """Whether ``module`` can be imported here (a broken install counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def measure_startup(repeats: int = 1, timeout: float = 60.0,
                     command: list[str] | None = None) -> dict[str, Any]:
     """Best of ``repeats`` runs; ``{"skipped": reason}`` when the studio cannot start here.
 
     ``command`` replaces ``python -m ganstudio gui`` (tests).
     """
-    if command is None and importlib.util.find_spec("PySide6") is None:
+    if command is None and not _available("PySide6"):
         return {"skipped": "PySide6 is not installed (the studio cannot start here)"}
     env = dict(os.environ)
     env["GANSTUDIO_STARTUP_PROBE"] = "1"

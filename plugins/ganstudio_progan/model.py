@@ -226,9 +226,10 @@ class ProGAN(_WGANBase):
             src = levels[-1]
             half = torch.empty(src.shape[0], src.shape[1], src.shape[2] // 2,
                                src.shape[3] // 2, dtype=torch.uint8, device=src.device)
-            for i in range(0, src.shape[0], 512):  # chunks: bounded float memory
-                chunk = src[i:i + 512].float()
-                half[i:i + 512] = downscale2x(chunk).round_().clamp_(0, 255).to(torch.uint8)
+            step = max(1, (1 << 26) // max(1, src[0].numel()))  # chunks of ~256 MB in float
+            for i in range(0, src.shape[0], step):
+                chunk = src[i:i + step].float()
+                half[i:i + step] = downscale2x(chunk).round_().clamp_(0, 255).to(torch.uint8)
             levels.append(half)
         self.pyramid = levels[::-1]  # 4x4 first
         self.data_generator = images.generator

@@ -30,6 +30,29 @@ def _available(module: str) -> bool:
         return False
 
 
+def _qt_cannot_start() -> str:
+    """Why a QApplication cannot be made here ("" if it can), asked of a child process:
+    Qt aborts the whole process when its platform plugin cannot load."""
+    import subprocess
+    import sys
+    try:
+        from PySide6.QtWidgets import QApplication
+        if QApplication.instance() is not None:
+            return ""
+    except ImportError as e:
+        return f"PySide6 cannot be imported ({e})"
+    code = "from PySide6.QtWidgets import QApplication; QApplication([])"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        return "a Qt application could not start within 60 s"
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1][:200]
+        return f"a Qt application cannot start here ({tail})"
+    return ""
+
+
 def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: str,
                 steps: int, warmup_steps: int, cache_dir: Path,
                 headless: dict | None, timeout_s: float = 600.0) -> dict[str, Any]:
@@ -41,6 +64,9 @@ def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: s
         return {"skipped": "no headless engine run at the same batch size to compare with"}
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    problem = _qt_cannot_start()
+    if problem:
+        return {"skipped": problem}
 
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, Qt, QTimer, Slot
     from PySide6.QtGui import QImage

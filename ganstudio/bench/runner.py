@@ -54,10 +54,23 @@ class Report:
     lines: list[str] = field(default_factory=list)
     echo: Callable[[str], None] | None = None
 
+    json_path: str | None = None
+
     def say(self, line: str) -> None:
         self.lines.append(line)
         if self.echo:
             self.echo(line)
+        self.save()
+
+    def save(self) -> None:
+        """Write the report so far (a crash later loses only the parts not yet run)."""
+        if not self.json_path:
+            return
+        path = Path(self.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({**self.data, "lines": self.lines}, indent=2, default=str))
+        os.replace(tmp, path)
 
 
 def _steps_for(device_type: str, opts: BenchOptions) -> tuple[int, int]:
@@ -100,7 +113,7 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
 
     from . import classic, engine_runs, folder as bench_folder
 
-    rep = Report(echo=None if opts.quiet else echo)
+    rep = Report(echo=None if opts.quiet else echo, json_path=opts.json_path)
     work = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="ganstudio-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     choice = pick_device(opts.device, precision="fp32")
@@ -244,10 +257,7 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                                        rep, "oom")
     finally:
         rep.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        if opts.json_path:
-            path = Path(opts.json_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(rep.data, indent=2, default=str))
+        rep.save()
         if not opts.keep and not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)
     rep.data["lines"] = rep.lines

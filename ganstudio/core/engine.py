@@ -271,6 +271,23 @@ class Engine:
         if self.data is not None:
             self.model.attach_data(self.data)
 
+        g = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + 1)
+        if self.spec.kind == GAN:
+            self.fixed_noise = self.model.make_latents(s.n_samples, g)
+
+        # Restore before run.json is rewritten: a refused checkpoint leaves the run as it was.
+        if self.resume_requested and existing:
+            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
+                                 on_skip=self._skip_checkpoint)
+            if loaded is None:
+                self._warn("no usable checkpoint; starting from step 0", "checkpoint")
+            else:
+                path, state = loaded
+                self._restore(state)
+                self.resumed_from = path
+                self.last_checkpoint = path
+                self.run.log(f"resumed from {path.name} at step {self.step}")
+
         run_info = {
             "model_id": self.spec.id, "model_name": self.spec.name, "kind": self.spec.kind,
             "plugin": self.spec.plugin, "plugin_version": self.plugin_version,
@@ -296,21 +313,6 @@ class Engine:
             for warning in self.report.warnings:
                 self._warn(f"dataset: {warning}", "dataset")
 
-        g = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + 1)
-        if self.spec.kind == GAN:
-            self.fixed_noise = self.model.make_latents(s.n_samples, g)
-
-        if self.resume_requested and existing:
-            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                                 on_skip=self._skip_checkpoint)
-            if loaded is None:
-                self._warn("no usable checkpoint; starting from step 0", "checkpoint")
-            else:
-                path, state = loaded
-                self._restore(state)
-                self.resumed_from = path
-                self.last_checkpoint = path
-                self.run.log(f"resumed from {path.name} at step {self.step}")
         self.run.truncate_metrics_after(self.step)
         if self.resume_requested:
             self.run.prune_samples_after(self.step)
@@ -342,7 +344,16 @@ class Engine:
         if state.get("model_id") != self.spec.id:
             raise CheckpointError(f"checkpoint belongs to model '{state.get('model_id')}', "
                                   f"not '{self.spec.id}'")
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            saved = state.get("config") or {}
+            changed = sorted(k for k in self.config if k in saved and saved[k] != self.config[k])
+            hint = (f"; changed settings ({', '.join(changed)}) do not match the checkpoint, "
+                    "resume without changing them" if changed else "")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"the checkpoint does not fit model '{self.spec.id}'{hint} "
+                                  f"({first})") from None
         self._apply_lr_changes(state.get("config") or {})
         if self.data is not None:
             self.data.load_state_dict(state.get("data", {}))

@@ -13,6 +13,7 @@ import torch
 from ganstudio.core import events as ev
 from ganstudio.core.checkpoints import load_checkpoint
 from ganstudio.core.engine import Engine, EngineSettings
+from ganstudio.core.errors import CheckpointError
 from ganstudio.plugins import PluginManager
 
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -142,3 +143,17 @@ def test_resume_via_the_cli(image_folder, tmp_path):
     assert [r[0] for r in losses(tmp_path / "whole")] == [1, 2, 3, 4, 5, 6]
     info = json.loads((tmp_path / "split" / "run.json").read_text())
     assert info["total_steps"] == 6 and info["config"]["g_features"] == 4
+
+
+def test_resume_with_a_changed_architecture_is_refused_and_leaves_the_run(tiny_spec,
+                                                                         image_folder, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_spec, run, image_folder, 2)
+    before = (run / "run.json").read_text()
+    engine = Engine(tiny_spec, run, data_folder=image_folder, overrides={"resolution": 16},
+                    settings=settings(4), resume=True)
+    with pytest.raises(CheckpointError, match=r"does not fit model 'tinygan'.*\(resolution\)"):
+        engine.prepare()
+    assert (run / "run.json").read_text() == before  # the run is not rewritten
+    engine, done = train(tiny_spec, run, image_folder, 4, resume=True)
+    assert engine.config["resolution"] == 8 and done.step == 4

@@ -242,7 +242,7 @@ class Engine:
                                 "resume it (--resume) or choose another folder")
         base = info["config"] if info else None
         self.config = resolve_config(self.spec.schema, self.overrides, base=base)
-        if self.data_folder is None and info and info.get("dataset", {}).get("folder"):
+        if self.data_folder is None and info and (info.get("dataset") or {}).get("folder"):
             self.data_folder = Path(info["dataset"]["folder"])
 
         self.device = pick_device(s.device, precision=s.precision)

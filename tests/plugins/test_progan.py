@@ -296,12 +296,13 @@ def test_engine_run_through_growth_phases_and_exact_resume_mid_fade(tmp_path):
     # the engine counts what the model drew itself (4 per step, then 2 at 16 px)
     assert full.images_seen == ref[-1]["images_shown"] == full.model.images_shown
 
-    # interrupted at step 10 (a checkpoint is written there), mid-fade to 8 px... or 16 px
+    # interrupted at step 10 (a checkpoint is written there): the fade-in to 16 px runs
+    # over steps 8-13, so step 10 trains with alpha 2/6
     part = _engine(tmp_path / "resumed", 10)
     part.prepare()
     assert part.run_loop().reason == "completed"
     mid = _metrics(tmp_path / "resumed")[-1]
-    assert 0 < mid["alpha"] < 1, mid
+    assert (mid["resolution"], mid["alpha"]) == (16, pytest.approx(2 / 6, abs=1e-5)), mid
     again = _engine(tmp_path / "resumed", total, resume=True)
     again.prepare()
     assert again.resumed_from is not None and again.step == 10

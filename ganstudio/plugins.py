@@ -328,6 +328,10 @@ class PluginManager:
         matches = [m for m in models if model_id.lower() in m.id.lower()]
         if len(matches) == 1:
             return matches[0]
+        if len(matches) > 1:
+            several = ", ".join(sorted(m.id for m in matches))
+            raise UserError(f"model '{model_id}' is ambiguous: it matches {several}; "
+                            "give the full id")
         known = ", ".join(sorted(m.id for m in models)) or "none"
         failed = [p for p in self.plugins.values() if p.status == "error"]
         hint = f"; {len(failed)} plugin(s) failed to load (see 'ganstudio plugins')" if failed else ""

@@ -238,6 +238,12 @@ def test_get_model_exact_prefix_and_unknown(plugin_manager, plugins_dir):
     assert plugin_manager.get_model("TINY").id == "tinygan"  # unique substring
     with pytest.raises(UserError, match=r"unknown model 'nope' \(installed: tinygan\)"):
         plugin_manager.get_model("nope")
+    write_plugin(plugins_dir, "other", plugin_source("tinyother"))
+    pm = PluginManager(load_entry_points=False, extra=[("tinyplugin", plugin_manager.plugins[
+        "tinyplugin"].module)])
+    with pytest.raises(UserError, match="'tiny' is ambiguous: it matches tinygan, tinyother"):
+        pm.get_model("tiny")
+    assert pm.get_model("tinyoth").id == "tinyother"
     write_plugin(plugins_dir, "broken", "raise ImportError('x')\n")
     pm = PluginManager(load_entry_points=False)
     with pytest.raises(UserError, match="1 plugin\\(s\\) failed to load"):

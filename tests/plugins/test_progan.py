@@ -245,6 +245,17 @@ def test_works_without_attached_data():
     assert model.status()["resolution"] == 8
 
 
+def test_grayscale_and_smallest_target():
+    cfg = _config(resolution=8, channels=1, fade_images=4, stable_images=4, batch_sizes="4:2",
+                  batch_size=4)
+    model = _spec("progan").factory(cfg, (1, 8, 8), "cpu")
+    model.attach_data(DeviceImages(_images(6, 8)[:, :1], torch.device("cpu")))
+    for _ in range(6):
+        model.train_step(None)
+    assert model.status()["resolution"] == 8
+    assert model.sample(model.make_latents(2)).shape == (2, 1, 8, 8)
+
+
 def test_state_round_trip_mid_fade():
     model = _model()
     for _ in range(4):

@@ -184,6 +184,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UserError("--n must be at least 1")
+    out = Path(args.out)
+    as_grid = out.suffix.lower() == ".png"
+    if not as_grid and out.suffix.lower() in _OTHER_IMAGE_SUFFIXES:
+        raise UserError(f"--out {out}: a grid is written as PNG; name it .png, or give a folder "
+                        "for separate images")
+    if not as_grid and out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
     pm = get_plugin_manager(args.plugins_dir)
     spec, model, state = load_trained(
         args.run, pm, device=_device_for(args.device),
@@ -191,18 +198,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if spec.kind != "gan":
         raise UserError(f"run {args.run} is a '{spec.id}' job; it has no generator to sample")
     images = generate(model, args.n, args.seed)
-    out = Path(args.out)
-    if out.suffix.lower() == ".png":
-        save_png(make_grid(images), out)
-        print(f"wrote a grid of {args.n} samples (step {state.get('step')}) to {out}")
-    else:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out} exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(tensor_to_pils(images)):
-            img.save(out / f"sample_{i:05d}.png")
-        print(f"wrote {args.n} samples (step {state.get('step')}) to {out}/")
+    try:
+        if as_grid:
+            save_png(make_grid(images), out)
+            print(f"wrote a grid of {args.n} samples (step {state.get('step')}) to {out}")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for i, img in enumerate(tensor_to_pils(images)):
+                img.save(out / f"sample_{i:05d}.png")
+            print(f"wrote {args.n} samples (step {state.get('step')}) to {out}/")
+    except OSError as e:
+        raise UserError(f"cannot write {e.filename or out}: {e.strerror or e}") from None
     return EXIT_OK
+
+
+_OTHER_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
 def _device_for(name: str) -> Any:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,6 +186,17 @@ def test_sample_errors(trained_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "sample", "--run", str(tmp_path / "not-a-run"),
                            "--out", str(tmp_path / "g.png"))
     assert_user_error(code, err, "not a run folder")
+    code, _, err = run_cli(capsys, "sample", "--run", str(trained_run),
+                           "--out", str(tmp_path / "g.jpg"))
+    assert_user_error(code, err, "a grid is written as PNG")
+    assert not (tmp_path / "g.jpg").exists()
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    code, _, err = run_cli(capsys, "sample", "--run", str(trained_run), "--out", str(afile))
+    assert_user_error(code, err, "exists and is not a folder")
+    code, _, err = run_cli(capsys, "sample", "--run", str(trained_run),
+                           "--out", str(afile / "g.png"))
+    assert_user_error(code, err, "cannot write", "notes.txt")
     for ckpt in (trained_run / "checkpoints").iterdir():
         ckpt.unlink()
     code, _, err = run_cli(capsys, "sample", "--run", str(trained_run),
@@ -228,3 +241,33 @@ def test_console_script_user_error_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: image folder not found: {tmp_path / 'missing'}"]
     assert r.stdout == ""
+
+
+def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path, image_folder, tiny_plugin_file):
+    """SIGINT (Ctrl-C) stops after the current step and writes a checkpoint; exit code 0."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ganstudio", "train", "--model", "tinygan", "--data",
+         str(image_folder), "--out", str(run), "--steps", "100000000", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        metrics = run / "metrics.jsonl"
+        deadline = time.monotonic() + 90
+        while not (metrics.exists() and metrics.stat().st_size > 0):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training never logged a metric"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopping after this step and writing a checkpoint" in err
+    assert "Traceback" not in err
+    stopped = [line for line in err.splitlines() if line.startswith("stopped at step ")]
+    assert len(stopped) == 1
+    step = int(stopped[0].split()[3].rstrip(";"))
+    assert step >= 2
+    assert (run / "checkpoints" / f"ckpt_{step:08d}.pt").is_file()

@@ -296,3 +296,36 @@ def test_existing_run_needs_resume_and_the_same_model(tiny_spec, tmp_path):
                      resume=True)
     resumed.prepare()
     assert resumed.step == 2 and resumed.resumed_from.name == "ckpt_00000002.pt"
+
+
+# -- on a GPU: the per-step path never synchronises with the host -----------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_no_host_sync_inside_the_step_on_cuda(tmp_path):
+    """With CUDA's sync debug mode set to "error" around the batch draw and the model
+    step, any hidden synchronisation (``.item()``, a host read, a pageable copy) raises."""
+    from ganstudio.plugins import PluginManager
+    spec = PluginManager(load_folder=False).get_model("dcgan")
+    engine = Engine(spec, tmp_path / "run", images=tiny_images(n=64, res=32),
+                    overrides={"resolution": 32, "batch_size": 32},
+                    settings=EngineSettings(total_steps=60, log_every_s=1e9, log_every_steps=20,
+                                            sample_every_s=1e9, checkpoint_every_s=0,
+                                            device="cuda", n_samples=4))
+    engine.prepare()
+
+    def guarded(fn):
+        def wrapper(*a, **kw):
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                return fn(*a, **kw)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return wrapper
+
+    engine.model.train_step = guarded(engine.model.train_step)
+    engine.data.batch = guarded(engine.data.batch)
+    result = engine.run_loop()
+    assert isinstance(result, ev.Finished), getattr(result, "message", result)
+    assert result.step == 60
+    rows = [json.loads(line) for line in engine.run.metrics_path.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [20, 40, 60]
+    assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in rows)

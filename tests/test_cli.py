@@ -271,3 +271,10 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path, image_folder, tiny_plu
     step = int(stopped[0].split()[3].rstrip(";"))
     assert step >= 2
     assert (run / "checkpoints" / f"ckpt_{step:08d}.pt").is_file()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_requested_without_a_gpu(tmp_path, image_folder, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "dcgan", "--data", str(image_folder),
+                           "--out", str(tmp_path / "r"), "--device", "cuda")
+    assert_user_error(code, err, "device 'cuda' was requested but no CUDA GPU is available")

@@ -1,0 +1,134 @@
+"""The dataset panel: choose a folder (dialog or drag and drop), see what will be trained on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QListView,
+                               QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget)
+
+from .grid import array_to_qimage
+
+THUMBS = 32
+
+
+class DatasetPanel(QWidget):
+    folderChosen = Signal(str)
+    demoRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.path_edit = QLineEdit()
+        self.path_edit.setObjectName("datasetPath")
+        self.path_edit.setPlaceholderText("Choose or drop a folder of images")
+        self.path_edit.setReadOnly(True)
+        self.choose = QPushButton("Choose folder…")
+        self.choose.clicked.connect(self._choose)
+        self.demo = QPushButton("Demo images")
+        self.demo.setToolTip("Use the bundled demo dataset of generated shapes")
+        self.demo.clicked.connect(self.demoRequested)
+        row = QHBoxLayout()
+        row.addWidget(self.choose)
+        row.addWidget(self.demo)
+        self.info = QLabel("No folder chosen. Drop a folder of images here.")
+        self.info.setObjectName("datasetInfo")
+        self.info.setWordWrap(True)
+        self.thumbs = QListWidget()
+        self.thumbs.setObjectName("thumbStrip")
+        self.thumbs.setViewMode(QListView.IconMode)
+        self.thumbs.setFlow(QListView.LeftToRight)
+        self.thumbs.setWrapping(True)
+        self.thumbs.setIconSize(QSize(40, 40))
+        self.thumbs.setResizeMode(QListView.Adjust)
+        self.thumbs.setMovement(QListView.Static)
+        self.thumbs.setMaximumHeight(150)
+        self.skipped_label = QLabel("Skipped files")
+        self.skipped = QListWidget()
+        self.skipped.setObjectName("skippedList")
+        self.skipped.setMaximumHeight(110)
+        self.skipped_label.setVisible(False)
+        self.skipped.setVisible(False)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.path_edit)
+        lay.addLayout(row)
+        lay.addWidget(self.info)
+        lay.addWidget(self.thumbs)
+        lay.addWidget(self.skipped_label)
+        lay.addWidget(self.skipped)
+        lay.addStretch(1)
+        self.folder: str | None = None
+        self.last_dir = ""
+
+    # -- choosing ----------------------------------------------------------------------------
+    def _choose(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder of training images",
+                                                self.folder or self.last_dir)
+        if path:
+            self.set_folder(path)
+
+    def set_folder(self, path: str, emit: bool = True) -> None:
+        self.folder = str(Path(path).expanduser())
+        self.last_dir = str(Path(self.folder).parent)
+        self.path_edit.setText(self.folder)
+        self.path_edit.setToolTip(self.folder)
+        if emit:
+            self.folderChosen.emit(self.folder)
+
+    @staticmethod
+    def _dropped_folder(event) -> str | None:
+        md = event.mimeData()
+        if not md.hasUrls():
+            return None
+        for url in md.urls():
+            if url.isLocalFile():
+                p = Path(url.toLocalFile())
+                if p.is_dir():
+                    return str(p)
+                if p.is_file():
+                    return str(p.parent)
+        return None
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if self._dropped_folder(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        folder = self._dropped_folder(event)
+        if folder:
+            event.acceptProposedAction()
+            self.set_folder(folder)
+
+    # -- showing -----------------------------------------------------------------------------
+    def set_busy(self, text: str) -> None:
+        self.info.setText(text)
+
+    def set_error(self, message: str) -> None:
+        self.info.setText(f"<span style='color:#e5484d'>{message}</span>")
+        self.thumbs.clear()
+
+    def set_report(self, report, thumbs: np.ndarray | None = None) -> None:
+        """Show a DatasetReport and thumbnails (N, C, H, W) uint8."""
+        src = " (cached)" if getattr(report, "from_cache", False) else ""
+        self.info.setText(f"<b>{report.used:,}</b> images, trained at "
+                          f"<b>{report.resolution}×{report.resolution}</b> px, "
+                          f"{report.channels} channel(s){src}; "
+                          f"{len(report.skipped)} skipped")
+        if thumbs is not None:
+            self.thumbs.clear()
+            for arr in thumbs[:THUMBS]:
+                img = array_to_qimage(np.ascontiguousarray(arr.transpose(1, 2, 0)))
+                item = QListWidgetItem(QIcon(QPixmap.fromImage(img.scaled(
+                    40, 40, Qt.KeepAspectRatio, Qt.FastTransformation))), "")
+                self.thumbs.addItem(item)
+        self.skipped.clear()
+        for s in report.skipped:
+            item = QListWidgetItem(f"{Path(s.path).name}: {s.reason}")
+            item.setToolTip(s.path)
+            self.skipped.addItem(item)
+        has = bool(report.skipped)
+        self.skipped_label.setText(f"Skipped files ({len(report.skipped)})")
+        self.skipped_label.setVisible(has)
+        self.skipped.setVisible(has)

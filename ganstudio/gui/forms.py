@@ -1,0 +1,180 @@
+"""A settings form generated from a model's config schema (``list[Field]``).
+
+int -> spin box with the field's bounds, float -> text box validated by the
+field (learning rates like 2e-4 read naturally), bool -> check box, choice ->
+combo box, str -> text box, path -> text box with a Browse button. Help text
+and bounds are tooltips; advanced fields sit in a folded group.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QVBoxLayout,
+                               QWidget)
+
+from ganstudio.core.config import Field
+from ganstudio.core.errors import ConfigError
+
+_INT_LIMIT = 2**31 - 1
+
+
+def _tooltip(f: Field) -> str:
+    parts = [f.help] if f.help else []
+    if f.min is not None or f.max is not None:
+        lo = "" if f.min is None else f"{f.min:g}"
+        hi = "" if f.max is None else f"{f.max:g}"
+        parts.append(f"Range: {lo} … {hi}")
+    if f.choices:
+        parts.append("Choices: " + ", ".join(str(c) for c in f.choices))
+    parts.append(f"Default: {f.default}   (setting '{f.name}')")
+    return "\n".join(parts)
+
+
+def _fmt_float(v: float) -> str:
+    return f"{v:g}"
+
+
+class SettingsForm(QWidget):
+    """Editors for every field; :meth:`values` returns validated values."""
+
+    changed = Signal()
+
+    def __init__(self, schema: Sequence[Field], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.schema = list(schema)
+        self.editors: dict[str, QWidget] = {}
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        groups: dict[str, QFormLayout] = {}
+        advanced_fields = [f for f in self.schema if f.advanced]
+        for f in self.schema:
+            if f.advanced:
+                continue
+            if f.group not in groups:
+                box = QGroupBox(f.group)
+                groups[f.group] = QFormLayout(box)
+                lay.addWidget(box)
+            self._add_row(groups[f.group], f)
+        self.advanced_box = None
+        if advanced_fields:
+            box = QGroupBox("Advanced")
+            box.setCheckable(True)
+            box.setChecked(False)
+            inner = QWidget()
+            form = QFormLayout(inner)
+            for f in advanced_fields:
+                self._add_row(form, f)
+            blay = QVBoxLayout(box)
+            blay.addWidget(inner)
+            inner.setVisible(False)
+            box.toggled.connect(inner.setVisible)
+            self.advanced_box = box
+            lay.addWidget(box)
+        lay.addStretch(1)
+
+    # -- building ----------------------------------------------------------------------------
+    def _add_row(self, form: QFormLayout, f: Field) -> None:
+        editor = self._make_editor(f)
+        editor.setObjectName(f"field_{f.name}")
+        editor.setToolTip(_tooltip(f))
+        self.editors[f.name] = editor
+        form.addRow(f.title, editor if not isinstance(editor, QLineEdit) or f.type != "path"
+                    else self._with_browse(editor))
+        self._set(f, f.default)
+
+    def _make_editor(self, f: Field) -> QWidget:
+        if f.type == "int":
+            w = QSpinBox()
+            w.setRange(int(f.min) if f.min is not None else -_INT_LIMIT,
+                       int(f.max) if f.max is not None else _INT_LIMIT)
+            w.setAccelerated(True)
+            w.valueChanged.connect(self.changed)
+            return w
+        if f.type == "bool":
+            w = QCheckBox()
+            w.toggled.connect(self.changed)
+            return w
+        if f.type == "choice":
+            w = QComboBox()
+            for c in f.choices or []:
+                w.addItem(str(c), c)
+            w.currentIndexChanged.connect(self.changed)
+            return w
+        w = QLineEdit()
+        if f.type == "path":
+            w.setPlaceholderText("(none)")
+        w.textChanged.connect(lambda _t, f=f, w=w: self._check_text(f, w))
+        return w
+
+    def _with_browse(self, edit: QLineEdit) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(edit, 1)
+        btn = QPushButton("Browse…")
+        btn.clicked.connect(lambda: self._browse(edit))
+        row.addWidget(btn)
+        return box
+
+    def _browse(self, edit: QLineEdit) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a file", edit.text())
+        if path:
+            edit.setText(path)
+
+    def _check_text(self, f: Field, w: QLineEdit) -> None:
+        try:
+            if f.type == "float":
+                f.validate(w.text())
+            w.setProperty("invalid", False)
+            w.setStyleSheet("")
+        except ConfigError as e:
+            w.setProperty("invalid", True)
+            w.setStyleSheet("border: 1px solid #e5484d;")
+            w.setToolTip(f"{e}\n\n{_tooltip(f)}")
+        self.changed.emit()
+
+    # -- values ------------------------------------------------------------------------------
+    def _set(self, f: Field, value: Any) -> None:
+        w = self.editors[f.name]
+        if isinstance(w, QSpinBox):
+            w.setValue(int(value))
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QComboBox):
+            idx = next((i for i in range(w.count()) if str(w.itemData(i)) == str(value)), -1)
+            if idx >= 0:
+                w.setCurrentIndex(idx)
+        elif isinstance(w, QLineEdit):
+            w.setText(_fmt_float(value) if f.type == "float" else str(value))
+
+    def _raw(self, f: Field) -> Any:
+        w = self.editors[f.name]
+        if isinstance(w, QSpinBox):
+            return w.value()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        if isinstance(w, QComboBox):
+            return w.currentData()
+        return w.text().strip() if f.type == "float" else w.text()
+
+    def values(self) -> dict[str, Any]:
+        """Every field's value, validated; ConfigError names the first bad one."""
+        return {f.name: f.validate(self._raw(f)) for f in self.schema}
+
+    def set_values(self, values: dict[str, Any]) -> list[str]:
+        """Fill in known keys (validated); returns the keys this schema does not know."""
+        by_name = {f.name: f for f in self.schema}
+        unknown = []
+        for key, value in values.items():
+            f = by_name.get(key)
+            if f is None:
+                unknown.append(key)
+                continue
+            self._set(f, f.validate(value))
+        return unknown
+
+    def reset_defaults(self) -> None:
+        for f in self.schema:
+            self._set(f, f.default)

@@ -1,0 +1,140 @@
+"""The model panel: installed models, their settings form, and how the run is driven."""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel,
+                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+
+from .forms import SettingsForm
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ModelPanel(QWidget):
+    modelChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.specs: list[Any] = []
+        self.form: SettingsForm | None = None
+        self.combo = QComboBox()
+        self.combo.setObjectName("modelCombo")
+        self.combo.addItem("Loading models…")
+        self.combo.setEnabled(False)
+        self.combo.currentIndexChanged.connect(self._on_model)
+        self.help = QLabel("")
+        self.help.setWordWrap(True)
+        self.help.setObjectName("modelHelp")
+        self.plugin_note = QLabel("")
+        self.plugin_note.setWordWrap(True)
+        self.plugin_note.setObjectName("pluginNote")
+        self.plugin_note.setVisible(False)
+        self.reset = QPushButton("Reset to defaults")
+        self.reset.clicked.connect(self.reset_defaults)
+        self.reset.setEnabled(False)
+
+        self.form_holder = QScrollArea()
+        self.form_holder.setWidgetResizable(True)
+        self.form_holder.setFrameShape(QScrollArea.NoFrame)
+
+        run_box = QGroupBox("Run")
+        run_form = QFormLayout(run_box)
+        self.steps = QSpinBox()
+        self.steps.setObjectName("totalSteps")
+        self.steps.setRange(1, 100_000_000)
+        self.steps.setValue(10_000)
+        self.steps.setSingleStep(1000)
+        self.steps.setToolTip("Total training steps of the run (a resumed run continues up to it)")
+        self.device = QComboBox()
+        self.device.setObjectName("deviceCombo")
+        self.device.addItems(DEVICES)
+        self.device.setToolTip("auto picks a CUDA or Apple GPU when there is one, else the CPU")
+        self.sample_every = QDoubleSpinBox()
+        self.sample_every.setRange(0.5, 3600)
+        self.sample_every.setValue(3.0)
+        self.sample_every.setSuffix(" s")
+        self.sample_every.setToolTip("Seconds between sample grids (the time-lapse frames)")
+        self.checkpoint_every = QDoubleSpinBox()
+        self.checkpoint_every.setRange(5, 86400)
+        self.checkpoint_every.setValue(120)
+        self.checkpoint_every.setSuffix(" s")
+        self.checkpoint_every.setToolTip("Seconds between automatic checkpoints")
+        run_form.addRow("Steps", self.steps)
+        run_form.addRow("Device", self.device)
+        run_form.addRow("Samples every", self.sample_every)
+        run_form.addRow("Checkpoint every", self.checkpoint_every)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.combo)
+        lay.addWidget(self.help)
+        lay.addWidget(self.plugin_note)
+        lay.addWidget(self.form_holder, 1)
+        lay.addWidget(self.reset)
+        lay.addWidget(run_box)
+
+    # -- models ------------------------------------------------------------------------------
+    def set_models(self, specs: list[Any], failed: list[tuple[str, str]] = ()) -> None:
+        """Fill the model list (GAN models only) and note plugins that failed to load."""
+        self.specs = list(specs)
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        for s in self.specs:
+            self.combo.addItem(f"{s.name}  ({s.id})", s.id)
+            self.combo.setItemData(self.combo.count() - 1, s.help, Qt.ToolTipRole)
+        self.combo.blockSignals(False)
+        self.combo.setEnabled(bool(self.specs))
+        if not self.specs:
+            self.combo.addItem("No models installed")
+        if failed:
+            self.plugin_note.setText(f"{len(failed)} plugin(s) could not be loaded: "
+                                     + "; ".join(f"{n}: {e}" for n, e in failed))
+            self.plugin_note.setVisible(True)
+        if self.specs:
+            self.combo.setCurrentIndex(0)
+            self._on_model(0)
+
+    def select_model(self, model_id: str) -> bool:
+        for i, s in enumerate(self.specs):
+            if s.id == model_id:
+                if self.combo.currentIndex() != i:
+                    self.combo.setCurrentIndex(i)
+                return True
+        return False
+
+    def _on_model(self, index: int) -> None:
+        if not (0 <= index < len(self.specs)):
+            return
+        spec = self.specs[index]
+        self.help.setText(spec.help)
+        self.form = SettingsForm(spec.schema)
+        self.form.setObjectName("settingsForm")
+        self.form_holder.setWidget(self.form)
+        self.reset.setEnabled(True)
+        self.modelChanged.emit(spec.id)
+
+    def current_spec(self) -> Any:
+        i = self.combo.currentIndex()
+        return self.specs[i] if 0 <= i < len(self.specs) else None
+
+    def reset_defaults(self) -> None:
+        if self.form is not None:
+            self.form.reset_defaults()
+
+    # -- what a run needs --------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return self.form.values() if self.form is not None else {}
+
+    def engine_settings(self) -> dict[str, Any]:
+        return {"total_steps": int(self.steps.value()), "device": self.device.currentText(),
+                "sample_every_s": float(self.sample_every.value()),
+                "checkpoint_every_s": float(self.checkpoint_every.value()),
+                "on_nan": "pause"}
+
+    def set_device(self, name: str) -> None:
+        i = self.device.findText(name)
+        if i < 0:
+            self.device.addItem(name)
+            i = self.device.count() - 1
+        self.device.setCurrentIndex(i)

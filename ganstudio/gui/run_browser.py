@@ -1,0 +1,148 @@
+"""The run browser: past runs under a runs folder (thumbnail, model, steps, date)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from ganstudio.core.runs import list_runs
+from .tasks import Tasks
+
+
+def scan_runs(root: str) -> list[tuple[Any, QImage | None]]:
+    """(RunSummary, thumbnail) for every run below ``root``; runs in a worker thread."""
+    out = []
+    for summary in list_runs(root):
+        thumb = None
+        if summary.thumbnail is not None:
+            img = QImage(str(summary.thumbnail))
+            if not img.isNull():
+                thumb = img.scaled(56, 56, Qt.KeepAspectRatio, Qt.FastTransformation)
+        out.append((summary, thumb))
+    return out
+
+
+class RunBrowser(QWidget):
+    openRequested = Signal(str)
+    watchRequested = Signal(str)
+    resumeRequested = Signal(str)
+    exportRequested = Signal(str)
+    refreshed = Signal(int)
+    rootChanged = Signal(str)
+
+    def __init__(self, tasks: Tasks, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.tasks = tasks
+        self.root = ""
+        self.root_edit = QLineEdit()
+        self.root_edit.setReadOnly(True)
+        self.root_edit.setObjectName("runsRoot")
+        choose = QPushButton("Runs folder…")
+        choose.clicked.connect(self._choose_root)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Runs in"))
+        top.addWidget(self.root_edit, 1)
+        top.addWidget(choose)
+        top.addWidget(self.refresh_button)
+        self.tree = QTreeWidget()
+        self.tree.setObjectName("runTree")
+        self.tree.setHeaderLabels(["Run", "Model", "Steps", "Created", "Device"])
+        self.tree.setIconSize(QSize(56, 56))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.tree.itemDoubleClicked.connect(lambda *_: self._emit(self.openRequested))
+        self.tree.itemSelectionChanged.connect(self._update_buttons)
+        self.buttons = {}
+        bottom = QHBoxLayout()
+        for key, text, signal, tip in (
+                ("open", "Open", self.openRequested, "Show the run's charts and grids"),
+                ("watch", "Watch live", self.watchRequested,
+                 "Follow a run that another process (e.g. the command line) is writing"),
+                ("resume", "Resume training", self.resumeRequested,
+                 "Continue training from the run's latest checkpoint"),
+                ("export", "Export…", self.exportRequested,
+                 "Export grids, samples, a time-lapse or the generator")):
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.setEnabled(False)
+            b.clicked.connect(lambda _=False, s=signal: self._emit(s))
+            self.buttons[key] = b
+            bottom.addWidget(b)
+        bottom.addStretch(1)
+        self.status = QLabel("")
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.tree, 1)
+        lay.addLayout(bottom)
+        lay.addWidget(self.status)
+        self.summaries: list[Any] = []
+
+    def _choose_root(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder holding runs", self.root)
+        if path:
+            self.set_root(path)
+
+    def set_root(self, root: str, refresh: bool = True) -> None:
+        self.root = str(root)
+        self.root_edit.setText(self.root)
+        self.rootChanged.emit(self.root)
+        if refresh:
+            self.refresh()
+
+    def refresh(self) -> None:
+        if not self.root:
+            return
+        self.status.setText("Reading runs…")
+        self.tasks.start(lambda root=self.root: scan_runs(root), self._fill,
+                         lambda msg, _tb: self.status.setText(f"Cannot read runs: {msg}"))
+
+    def _fill(self, found: list) -> None:
+        self.tree.clear()
+        self.summaries = [s for s, _ in found]
+        for summary, thumb in found:
+            info = summary.info
+            total = info.get("total_steps")
+            steps = f"{summary.steps:,}" + (f" / {total:,}" if isinstance(total, int) else "")
+            item = QTreeWidgetItem([summary.path.name, info.get("model_name") or summary.model_id,
+                                    steps, summary.created.replace("T", " ")[:19],
+                                    str(info.get("device", ""))])
+            item.setData(0, Qt.UserRole, str(summary.path))
+            item.setToolTip(0, str(summary.path))
+            if thumb is not None:
+                item.setIcon(0, QIcon(QPixmap.fromImage(thumb)))
+            self.tree.addTopLevelItem(item)
+        for col in range(1, 5):
+            self.tree.resizeColumnToContents(col)
+        self.status.setText(f"{len(found)} run(s)" if found else
+                            "No runs here yet. Train one, or choose the folder that holds them.")
+        self._update_buttons()
+        self.refreshed.emit(len(found))
+
+    def select(self, run_dir: str) -> bool:
+        want = str(Path(run_dir).absolute())
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(0, Qt.UserRole) == want:
+                self.tree.setCurrentItem(item)
+                return True
+        return False
+
+    def selected(self) -> str | None:
+        item = self.tree.currentItem()
+        return item.data(0, Qt.UserRole) if item is not None else None
+
+    def _update_buttons(self) -> None:
+        on = self.selected() is not None
+        for b in self.buttons.values():
+            b.setEnabled(on)
+
+    def _emit(self, signal) -> None:
+        path = self.selected()
+        if path:
+            signal.emit(path)

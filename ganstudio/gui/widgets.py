@@ -1,0 +1,133 @@
+"""Small shared widgets: the message bar above the views and the export dialog."""
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
+                               QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QRadioButton, QSpinBox, QVBoxLayout, QWidget)
+
+_LEVEL_STYLE = {
+    "info": ("#1f3a5f", "#9cc3ff"),
+    "warning": ("#4a3b12", "#ffd27a"),
+    "error": ("#4d1f24", "#ff9aa2"),
+}
+
+
+class InfoBar(QFrame):
+    """A strip with a message and action buttons; errors land here, not in tracebacks."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("infoBar")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.row = QHBoxLayout(self)
+        self.row.setContentsMargins(10, 6, 6, 6)
+        self.row.addWidget(self.label, 1)
+        self.buttons: dict[str, QPushButton] = {}
+        self.level = ""
+        self.kind = ""
+        self.close_button = QPushButton("✕")
+        self.close_button.setFlat(True)
+        self.close_button.setFixedWidth(28)
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.clicked.connect(self.dismiss)
+        self.row.addWidget(self.close_button)
+        self.hide()
+
+    def show_message(self, text: str, level: str = "info",
+                     actions: list[tuple[str, Callable[[], None]]] = (), kind: str = "") -> None:
+        for b in self.buttons.values():
+            self.row.removeWidget(b)
+            b.deleteLater()
+        self.buttons = {}
+        for label, callback in actions:
+            b = QPushButton(label)
+            b.clicked.connect(lambda _=False, cb=callback: (self.dismiss(), cb()))
+            self.row.insertWidget(self.row.count() - 1, b)
+            self.buttons[label] = b
+        bg, fg = _LEVEL_STYLE.get(level, _LEVEL_STYLE["info"])
+        self.setStyleSheet(f"#infoBar {{ background: {bg}; border-radius: 4px; }}"
+                           f"#infoBar QLabel {{ color: {fg}; }}")
+        self.label.setText(text)
+        self.level, self.kind = level, kind
+        self.show()
+
+    def dismiss(self) -> None:
+        self.kind = ""
+        self.hide()
+
+
+EXPORT_KINDS = {
+    "grid": "Current grid (PNG)",
+    "samples": "N new samples (PNG files)",
+    "timelapse": "Time-lapse of all grids (GIF or MP4)",
+    "generator": "Generator weights (.safetensors or .pt)",
+}
+
+
+class ExportDialog(QDialog):
+    """Pick what to export and where."""
+
+    def __init__(self, run_name: str, has_grid: bool, last_dir: str = "",
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Export from {run_name}")
+        self.last_dir = last_dir
+        self.group = QButtonGroup(self)
+        lay = QVBoxLayout(self)
+        self.radios = {}
+        for key, text in EXPORT_KINDS.items():
+            r = QRadioButton(text)
+            r.setEnabled(key != "grid" or has_grid)
+            self.group.addButton(r)
+            self.radios[key] = r
+            lay.addWidget(r)
+        (self.radios["grid"] if has_grid else self.radios["timelapse"]).setChecked(True)
+        form = QFormLayout()
+        self.count = QSpinBox()
+        self.count.setRange(1, 10_000)
+        self.count.setValue(64)
+        self.fmt = QComboBox()
+        form.addRow("Samples", self.count)
+        form.addRow("Format", self.fmt)
+        self.path = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form.addRow("Save to", row)
+        lay.addLayout(form)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.group.buttonToggled.connect(lambda *_: self._update())
+        self._update()
+
+    def kind(self) -> str:
+        return next(k for k, r in self.radios.items() if r.isChecked())
+
+    def _update(self) -> None:
+        kind = self.kind()
+        self.count.setEnabled(kind == "samples")
+        self.fmt.clear()
+        self.fmt.addItems({"grid": [".png"], "samples": ["folder"], "timelapse": [".gif", ".mp4"],
+                           "generator": [".safetensors", ".pt"]}[kind])
+
+    def _browse(self) -> None:
+        kind = self.kind()
+        if kind == "samples":
+            path = QFileDialog.getExistingDirectory(self, "Folder for the samples", self.last_dir)
+        else:
+            ext = self.fmt.currentText()
+            path, _ = QFileDialog.getSaveFileName(self, "Save as", self.last_dir,
+                                                  f"*{ext}")
+            if path and not path.lower().endswith(ext):
+                path += ext
+        if path:
+            self.path.setText(path)

@@ -318,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.add_parser(sub)
+    # --plugins-dir is also accepted after the subcommand ("ganstudio plugins --plugins-dir X");
+    # SUPPRESS keeps a value given before the subcommand.
+    for subparser in sub.choices.values():
+        if "--plugins-dir" not in subparser._option_string_actions:
+            subparser.add_argument("--plugins-dir", default=argparse.SUPPRESS,
+                                   help="folder of single-file plugins")
     return parser
 
 
@@ -337,6 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\naborted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. "ganstudio plugins | head -1": the reader left early
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

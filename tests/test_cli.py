@@ -122,6 +122,11 @@ def test_plugins_lists_models_sources_and_errors(tmp_path, tiny_plugin_file, cap
     assert "model tinygan (gan): Tiny test GAN" in out
     assert "brokenone [folder] error" in out
     assert "error: failed to import: RuntimeError: cannot start" in out
+    # the option also works after the subcommand
+    import ganstudio.plugins
+    ganstudio.plugins._default = None
+    code, out2, err = run_cli(capsys, "plugins", "--plugins-dir", str(folder))
+    assert code == 0 and out2 == out
 
 
 # -- user errors: exit code 2 and one line ---------------------------------------------------

@@ -47,7 +47,15 @@ def pick_device(requested: str = "auto", *, precision: str = "auto") -> DeviceCh
         if not torch.cuda.is_available():
             raise UserError("device 'cuda' was requested but no CUDA GPU is available "
                             "(use --device cpu or auto)")
-        dev, why = torch.device(req), "requested"
+        try:
+            dev = torch.device(req)
+        except RuntimeError:
+            raise UserError(f"unknown device '{requested}' (use cuda or cuda:N)") from None
+        count = torch.cuda.device_count()
+        if dev.type != "cuda" or (dev.index is not None and dev.index >= count):
+            raise UserError(f"device '{requested}' does not exist; this machine has {count} "
+                            f"CUDA GPU(s): cuda:0 to cuda:{count - 1}")
+        why = "requested"
     elif req == "mps":
         if not _mps_available():
             raise UserError("device 'mps' was requested but Apple MPS is not available")

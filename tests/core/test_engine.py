@@ -329,3 +329,34 @@ def test_no_host_sync_inside_the_step_on_cuda(tmp_path):
     rows = [json.loads(line) for line in engine.run.metrics_path.read_text().splitlines()]
     assert [r["step"] for r in rows] == [20, 40, 60]
     assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in rows)
+
+
+# -- devices ---------------------------------------------------------------------------------
+def test_pick_device_names_the_choice_and_the_reason():
+    from ganstudio.core.devices import pick_device
+    cpu = pick_device("cpu")
+    assert cpu.device == torch.device("cpu") and cpu.reason == "requested"
+    assert cpu.autocast_dtype is None and cpu.name == "cpu"
+    assert pick_device(" CPU ", precision="bf16").autocast_dtype == torch.bfloat16
+    auto = pick_device("auto")
+    if torch.cuda.is_available():
+        assert auto.device.type == "cuda" and "CUDA GPU is available" in auto.reason
+    elif auto.device.type == "cpu":
+        assert auto.reason == "auto: no GPU found, using the CPU"
+    for bad, fragment in (("tpu", "unknown device 'tpu'"), ("cudax", "cuda"),
+                          ("cuda:99", "cuda"), ("mps", "mps")):
+        if bad == "mps" and auto.device.type == "mps":
+            continue
+        with pytest.raises(UserError, match=fragment):
+            pick_device(bad)
+    with pytest.raises(UserError, match="unknown precision 'fp8'"):
+        pick_device("cpu", precision="fp8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pick_device_refuses_a_gpu_index_that_does_not_exist():
+    from ganstudio.core.devices import pick_device
+    n = torch.cuda.device_count()
+    assert pick_device(f"cuda:{n - 1}").device == torch.device(f"cuda:{n - 1}")
+    with pytest.raises(UserError, match=f"does not exist; this machine has {n} CUDA GPU"):
+        pick_device(f"cuda:{n}")

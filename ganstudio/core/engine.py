@@ -404,7 +404,7 @@ class Engine:
         would become the newest one and poison every later resume."""
         if self._diverged:
             self._warn("no checkpoint written: the losses diverged (NaN/Inf); roll back to "
-                       "the last good checkpoint first", "nan")
+                       "the last good checkpoint first", "checkpoint")
             return None
         try:
             path = save_checkpoint(self._state(), self.run.checkpoints_dir, self.step,

@@ -313,9 +313,10 @@ class Engine:
             for warning in self.report.warnings:
                 self._warn(f"dataset: {warning}", "dataset")
 
+        # Going back to a checkpoint, or starting over in a folder whose run never saved
+        # one: metrics and grids of the lost steps go.
         self.run.truncate_metrics_after(self.step)
-        if self.resume_requested:
-            self.run.prune_samples_after(self.step)
+        self.run.prune_samples_after(self.step)
         self._prepared = True
 
     def _skip_checkpoint(self, path: Path, why: str) -> None:

@@ -360,3 +360,18 @@ def test_pick_device_refuses_a_gpu_index_that_does_not_exist():
     assert pick_device(f"cuda:{n - 1}").device == torch.device(f"cuda:{n - 1}")
     with pytest.raises(UserError, match=f"does not exist; this machine has {n} CUDA GPU"):
         pick_device(f"cuda:{n}")
+
+
+def test_starting_over_in_a_run_that_never_saved_clears_its_traces(tiny_spec, tmp_path):
+    run_dir = tmp_path / "run"
+    first = Engine(tiny_spec, run_dir, images=tiny_images(),
+                   settings=settings(total_steps=6, log_every_steps=2, sample_every_steps=3))
+    first.run_loop()
+    for ckpt in first.run.checkpoints_dir.iterdir():  # as if killed before its first save
+        ckpt.unlink()
+    again = Engine(tiny_spec, run_dir, images=tiny_images(),
+                   settings=settings(total_steps=4, log_every_steps=4, sample_every_steps=4))
+    again.run_loop()
+    assert [s for s, _ in again.run.list_samples()] == [0, 4]
+    rows, _ = again.run.read_metrics()
+    assert [r["step"] for r in rows] == [4]

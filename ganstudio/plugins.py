@@ -123,10 +123,11 @@ def _hook_error(exc: BaseException) -> str:
     if m:
         hook, definition, args = m.group(1), m.group(2).strip(), m.group(3)
         spec = getattr(hookspecs, hook, None)
-        offered = ", ".join(inspect.signature(spec).parameters) if spec else "?"
+        offered = list(inspect.signature(spec).parameters) if spec else []
         names = ", ".join(a.strip() for a in args.split(","))
-        return (f"{definition}: argument(s) {names} are not provided by the hook {hook}; "
-                f"it offers {offered} (take any of them, by exactly these names)")
+        takes = (f"it offers {', '.join(offered)} (take any of them, by exactly these names)"
+                 if offered else "it takes no arguments")
+        return f"{definition}: argument(s) {names} are not provided by the hook {hook}; {takes}"
     return " ".join(text.split())
 
 
@@ -278,8 +279,9 @@ class PluginManager:
         try:
             impl = getattr(obj, "ganstudio_register_models", None)
             specs = impl() if impl is not None else []
-            if specs is None:
-                specs = []
+            if specs is None:  # a forgotten `return`: the plugin would silently offer nothing
+                raise TypeError("ganstudio_register_models returned None; return a list of "
+                                "ModelSpec (an empty list if the plugin offers no model)")
             if not isinstance(specs, (list, tuple)):
                 raise TypeError(f"ganstudio_register_models must return a list, "
                                 f"got {type(specs).__name__}")

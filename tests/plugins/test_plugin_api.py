@@ -110,6 +110,13 @@ BREAKAGES = {
                  .replace("version=__version__)]", "version=__version__)]"),
                  "must return ModelSpec objects, got dict (build each with "
                  "ganstudio.core.model.ModelSpec)"),
+    "noreturn": (GOOD.replace("    return [ModelSpec(", "    [ModelSpec("),
+                 "ganstudio_register_models failed: TypeError: ganstudio_register_models "
+                 "returned None; return a list of ModelSpec"),
+    "noargs": (GOOD.replace("def ganstudio_register_models():",
+                            "def ganstudio_register_models(config):"),
+               "invalid hooks: ganstudio_register_models(config): argument(s) 'config' are not "
+               "provided by the hook ganstudio_register_models; it takes no arguments"),
     "boom": ("import ganstudio\nGANSTUDIO_PLUGIN_API = 1\n\nRATIO = 1 / 0\n",
              "failed to import: ZeroDivisionError: division by zero (boom.py, line 4)"),
 }

@@ -223,8 +223,7 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                     continue
                 key = f"{e['label']} / classic {c['workers']} workers"
                 ratios[key] = round(ratio, 3)
-                if e is headline or e["batch_size"] != opts.batch_size:
-                    rep.say(f"ratio {key}: {ratio:.2f}x")
+                rep.say(f"ratio {key}: {ratio:.2f}x")
         rep.data["ratios"] = ratios
 
         # -- optional parts ----------------------------------------------------------------------

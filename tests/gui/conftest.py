@@ -99,3 +99,104 @@ def make_window(qtbot, settings, tmp_path, plugin_manager):
         if w.watcher is not None:
             w.watcher.stop()
         w.tasks.wait_all()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- a tiny, fast model plugin for the studio tests -------------------------------------------
+def _fake_plugin():
+    import torch
+    from torch import nn
+
+    import ganstudio
+    from ganstudio.core.config import Field, common_gan_fields
+    from ganstudio.core.model import GAN, GANModel, ModelSpec
+
+    class TinyGAN(GANModel):
+        """A linear generator fitted to the batch; NaN or out-of-memory on request."""
+
+        latent_dim = 4
+
+        def __init__(self, config, image_shape, device):
+            super().__init__(config, image_shape, device)
+            c, h, w = self.image_shape
+            self.G = nn.Sequential(nn.Linear(4, c * h * w), nn.Tanh())
+            self.opt = torch.optim.SGD(self.G.parameters(), lr=float(config["lr"]))
+            self.calls = 0
+
+        def train_step(self, real):
+            if self.batch_size > int(self.config["max_batch"]):
+                raise torch.OutOfMemoryError("out of memory (simulated by the test model)")
+            self.calls += 1
+            fake = self.G(torch.randn(real.shape[0], 4))
+            loss = ((fake - real.flatten(1)) ** 2).mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            lr = self.opt.param_groups[0]["lr"]
+            bad = (self.config["nan_at"] and self.calls >= self.config["nan_at"]
+                   and lr > 0.75 * float(self.config["lr"]))
+            loss_d = loss.detach() * 0 + (float("nan") if bad else 0.5 + 0.01 * self.calls)
+            return {"loss_g": loss.detach(), "loss_d": loss_d}
+
+        @torch.no_grad()
+        def sample(self, z):
+            c, h, w = self.image_shape
+            return self.G(z).view(-1, c, h, w)
+
+        def state_dict(self):
+            return {"G": self.G.state_dict(), "opt": self.opt.state_dict(),
+                    "calls": torch.tensor(self.calls)}
+
+        def load_state_dict(self, state):
+            self.G.load_state_dict(state["G"])
+            self.opt.load_state_dict(state["opt"])
+            self.calls = int(state["calls"])
+
+        def generator_module(self):
+            return self.G
+
+    class FakePlugin:
+        GANSTUDIO_PLUGIN_API = 1
+        __version__ = "0.0.1"
+
+        @ganstudio.hookimpl
+        def ganstudio_register_models(self):
+            schema = common_gan_fields(resolution=16, resolutions=(8, 16, 32), batch_size=8) + [
+                Field("lr", "float", 0.01, "Learning rate.", min=1e-6, max=1.0),
+                Field("nan_at", "int", 0, "Return NaN from this call on (0 = never).", min=0),
+                Field("max_batch", "int", 1024, "Batches above this run out of memory.", min=1),
+            ]
+            return [ModelSpec(id="tiny", name="Tiny test GAN", kind=GAN, schema=schema,
+                              factory=TinyGAN, help="A linear generator for tests.")]
+
+    return FakePlugin()
+
+
+@pytest.fixture(scope="session")
+def tiny_pm():
+    from ganstudio.plugins import PluginManager
+    return PluginManager(load_entry_points=False, load_folder=False,
+                         extra=[("tinyplugin", _fake_plugin())])
+
+
+@pytest.fixture
+def tiny_window(make_window, tiny_pm, image_dir):
+    """A window on the tiny model, 16 px data, frequent samples, long run."""
+    def make(**opts):
+        opts.setdefault("model", "tiny")
+        opts.setdefault("set", [])
+        opts.setdefault("data", str(image_dir))
+        opts.setdefault("steps", 1_000_000)
+        w = make_window(pm=tiny_pm, **opts)
+        w.model_panel.sample_every.setValue(0.5)
+        return w
+    return make

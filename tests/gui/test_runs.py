@@ -1,0 +1,121 @@
+"""Run folders in the studio: watch a run another process writes, browse past runs,
+open and resume one, and export from it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganstudio.core.images import save_png
+from ganstudio.core.runs import RunFolder
+
+
+@pytest.fixture
+def finished_run(tmp_path, tiny_pm, image_dir):
+    """A real 12-step run of the tiny model, written by the engine (no GUI)."""
+    from ganstudio.core.engine import Engine, EngineSettings
+    run_dir = tmp_path / "runs" / "tiny-done"
+    spec = tiny_pm.get_model("tiny")
+    engine = Engine(spec, run_dir, data_folder=image_dir,
+                    settings=EngineSettings(total_steps=12, device="cpu", log_every_steps=2,
+                                            log_every_s=1e9, sample_every_steps=4,
+                                            checkpoint_every_s=0))
+    engine.prepare()
+    result = engine.run_loop()
+    assert result.reason == "completed"
+    return run_dir, engine
+
+
+def test_watch_follows_a_run_written_elsewhere(qtbot, tiny_window, tmp_path):
+    w = tiny_window()
+    run = RunFolder(tmp_path / "remote")
+    run.create({"model_id": "tiny", "config": {}, "total_steps": 100, "device": "cuda (H100)"})
+    run.append_metrics([{"step": 1, "time": 0.5, "loss_d": 1.0, "loss_g": 2.0},
+                        {"step": 2, "time": 1.0, "loss_d": 0.9, "loss_g": 1.8,
+                         "resolution": 8, "alpha": 0.25, "phase": 1, "phase_progress": 0.5}])
+    save_png(np.zeros((10, 10, 3), np.uint8), run.sample_path(2))
+    assert w.watch_run(run.path, interval_ms=50)
+    qtbot.waitUntil(lambda: "loss_d" in w.chart.series and w.samples.current_step == 2,
+                    timeout=10_000)
+    assert w.status_labels["progress"].text() == "phase 1 · 8×8 px · α 0.25 · 50% of phase"
+    assert w.status_labels["device"].text() == "cuda (H100)"
+    # the other process goes on writing: a torn last line waits for its newline
+    with open(run.metrics_path, "a") as f:
+        f.write('{"step": 3, "time": 1.5, "loss_d": 0.8, "loss_g": 1.7}\n{"step": 4, "ti')
+    save_png(np.full((10, 10, 3), 200, np.uint8), run.sample_path(3))
+    qtbot.waitUntil(lambda: w.chart.series["loss_d"].n == 3 and w.samples.current_step == 3,
+                    timeout=10_000)
+    with open(run.metrics_path, "a") as f:
+        f.write('me": 2.0, "loss_d": 0.7, "loss_g": 1.6}\n')
+    qtbot.waitUntil(lambda: w.chart.series["loss_d"].n == 4, timeout=10_000)
+    assert list(w.chart.series["loss_d"].ys) == pytest.approx([1.0, 0.9, 0.8, 0.7])
+    assert w.samples.current_array[0, 0, 0] == 200
+    assert w.status_labels["step"].text() == "step 4 / 100"
+    w.stop_watching()
+    assert w.watcher is None
+
+
+def test_browser_lists_opens_and_resumes(qtbot, tiny_window, finished_run):
+    run_dir, engine = finished_run
+    w = tiny_window(runs_root=str(run_dir.parent))
+    with qtbot.waitSignal(w.browser.refreshed, timeout=10_000) as blocker:
+        w.tabs.setCurrentWidget(w.browser)
+    assert blocker.args == [1]
+    item = w.browser.tree.topLevelItem(0)
+    assert item.text(0) == "tiny-done" and item.text(1) == "Tiny test GAN"
+    assert item.text(2) == "12 / 12" and not item.icon(0).isNull()
+    assert w.browser.select(str(run_dir))
+    with qtbot.waitSignal(w.runOpened, timeout=10_000):
+        w.browser.buttons["open"].click()
+    rows, _ = RunFolder(run_dir).read_metrics(0)
+    assert list(w.chart.series["loss_g"].xs) == [r["step"] for r in rows]
+    assert [s for s, _ in w.samples.frames] == [0, 4, 8, 12]
+    assert w.samples.current_step == 12
+
+    # resume it for 6 more steps: history stays on the chart, new points follow
+    w.model_panel.steps.setValue(18)
+    w.browser.buttons["resume"].click()
+    qtbot.waitUntil(lambda: w.events_seen.get("finished") == 1 and w.state == "idle",
+                    timeout=30_000)
+    xs = list(w.chart.series["loss_g"].xs)
+    assert xs[0] == rows[0]["step"] and xs[-1] == 18 and xs == sorted(xs)
+    assert RunFolder(run_dir).read_info()["total_steps"] == 18
+    assert (run_dir / "checkpoints" / "ckpt_00000018.pt").is_file()
+    qtbot.waitUntil(lambda: w.tasks.busy == 0, timeout=10_000)
+
+
+def test_exports(qtbot, tiny_window, finished_run, tmp_path, tiny_pm):
+    import imageio.v2 as imageio
+    import torch
+    from safetensors.torch import load_file
+    from ganstudio.gui import export as ex
+
+    run_dir, engine = finished_run
+    w = tiny_window()
+    with qtbot.waitSignal(w.runOpened, timeout=10_000):
+        w.open_run(run_dir)
+    # the grid on screen, through the window's background export
+    with qtbot.waitSignal(w.exportDone, timeout=10_000) as blocker:
+        w.export("grid", run_dir, tmp_path / "out" / "grid.png")
+    saved = np.asarray(Image.open(blocker.args[0]).convert("RGB"))
+    on_disk = np.asarray(Image.open(RunFolder(run_dir).sample_path(12)).convert("RGB"))
+    assert np.array_equal(saved, on_disk)
+    # time-lapse: one frame per saved grid
+    gif = ex.export_timelapse(run_dir, tmp_path / "out" / "t.gif")
+    assert len(imageio.mimread(gif)) == 4
+    mp4 = ex.export_timelapse(run_dir, tmp_path / "out" / "t.mp4")
+    reader = imageio.get_reader(mp4)
+    assert reader.count_frames() == 4
+    reader.close()
+    # generator weights equal the checkpoint's generator
+    st = load_file(ex.export_generator(run_dir, tiny_pm, tmp_path / "out" / "g.safetensors"))
+    for k, v in engine.model.G.state_dict().items():
+        assert torch.equal(st[k], v)
+    pt = torch.load(ex.export_generator(run_dir, tiny_pm, tmp_path / "out" / "g.pt"),
+                    weights_only=True)
+    assert set(pt) == set(st)
+    # N samples as separate PNGs at the training resolution
+    files = ex.export_samples(run_dir, tiny_pm, 5, tmp_path / "out" / "samples", seed=3)
+    assert len(files) == 5 and Image.open(files[0]).size == (16, 16)
+    with pytest.raises(Exception, match=r"\.gif or \.mp4"):
+        ex.export_timelapse(run_dir, tmp_path / "out" / "t.avi")

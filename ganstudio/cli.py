@@ -240,7 +240,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from ganstudio.gui.app import run_studio
+    from ganstudio.core.errors import UserError
+    data = getattr(args, "data", None)
+    if data is not None and not Path(data).expanduser().is_dir():
+        raise UserError(f"image folder not found: {data}")
+    if getattr(args, "autostart", False) and data is None and not getattr(args, "run", None):
+        raise UserError("--autostart needs --data DIR (or --run RUN to resume)")
+    try:
+        from ganstudio.gui.app import run_studio
+    except ImportError as e:
+        raise UserError(f"the studio needs PySide6 and pyqtgraph ({e}); "
+                        "pip install PySide6-Essentials pyqtgraph") from None
     return run_studio(args)
 
 
@@ -254,6 +264,10 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--autostart", action="store_true", help="start training at once")
     p.add_argument("--steps", type=int, default=None, help="total training steps")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--runs-root", default=None, metavar="DIR",
+                   help="folder where new runs are created and the run browser looks")
+    p.add_argument("--theme", choices=("dark", "light"), default=None,
+                   help="colour theme (default: dark, or the last one chosen)")
 
 
 def build_parser() -> argparse.ArgumentParser:

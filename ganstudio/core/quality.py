@@ -102,10 +102,6 @@ class InceptionFeatures(FeatureExtractor):
     suffix = "_inception"
 
     def __init__(self, weights_path: str | os.PathLike, device: torch.device | str = "cpu"):
-        try:
-            from torchvision.models import inception_v3
-        except ImportError as e:  # pragma: no cover - torchvision is a dependency
-            raise UserError(f"Inception features need torchvision ({e})") from None
         path = Path(weights_path)
         if not path.is_file():
             raise UserError(f"Inception weights not found: {path}")
@@ -113,6 +109,10 @@ class InceptionFeatures(FeatureExtractor):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise UserError(f"cannot read Inception weights {path}: {e}") from None
+        try:
+            from torchvision.models import inception_v3   # slow import: only when needed
+        except ImportError as e:  # pragma: no cover - torchvision is a dependency
+            raise UserError(f"Inception features need torchvision ({e})") from None
         # Google's weights expect inputs in [-1, 1] (torchvision's transform_input
         # maps ImageNet-normalised inputs there); our images already are.
         net = inception_v3(weights=None, aux_logits=True, init_weights=False,

@@ -473,14 +473,14 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
     except Exception as e:  # noqa: BLE001 - a bad GANSTUDIO_TEST_SETTINGS, say so
         add("build", FAIL, f"could not prepare the kit's settings: {_exc_text(e)}")
         return skip_rest(later, "the model must build first")
+    from ganstudio.core.config import resolve_config
+    try:
+        cfg = resolve_config(spec.schema, over)
+    except UserError as e:
+        add("build", FAIL, f"the kit's settings {over} were refused: {e}")
+        return skip_rest(later, "the model must build first")
     images = None
     if is_gan:
-        from ganstudio.core.config import resolve_config
-        try:
-            cfg = resolve_config(spec.schema, over)
-        except UserError as e:
-            add("build", FAIL, f"the kit's settings {over} were refused: {e}")
-            return skip_rest(later, "the model must build first")
         res, ch = int(cfg["resolution"]), int(cfg["channels"])
         images = tiny_images(KIT_IMAGES, ch, res)
 

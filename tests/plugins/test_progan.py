@@ -224,6 +224,23 @@ def test_training_walks_the_schedule_and_reports_status():
     assert not torch.equal(ema[name], p)
 
 
+def test_ema_decay_warms_up_then_holds():
+    model = _model(ema_decay=0.5)
+    name = "conv0.weight"
+    ema_before = dict(model.G_ema.named_parameters())[name].detach().clone()
+    model.train_step(None)  # step 1: decay min(0.5, 2/11) = 2/11
+    g1 = dict(model.G.named_parameters())[name].detach()
+    ema1 = dict(model.G_ema.named_parameters())[name].detach().clone()
+    assert torch.allclose(ema1, torch.lerp(ema_before, g1, 9 / 11), atol=1e-6)
+    for _ in range(20):
+        model.train_step(None)  # (1 + t) / (10 + t) passes 0.5 at t = 8
+    ema_prev = dict(model.G_ema.named_parameters())[name].detach().clone()
+    model.train_step(None)
+    g = dict(model.G.named_parameters())[name].detach()
+    ema = dict(model.G_ema.named_parameters())[name].detach()
+    assert torch.allclose(ema, torch.lerp(ema_prev, g, 0.5), atol=1e-6)
+
+
 def test_optimizer_state_resets_when_a_resolution_starts():
     model = _model()
     model.train_step(None)

@@ -129,15 +129,17 @@ def measure_msggan(seconds: float, device: torch.device, overrides: dict | None 
     return out
 
 
-def short_run(data: Path, out: Path, images_per_phase: int) -> dict:
+def short_run(data: Path, out: Path, images_per_phase: int, device: str = "cuda",
+              overrides: dict | None = None) -> dict:
     """The real engine through every phase to 128 px on ``data``; grids in the run folder."""
     from ganstudio.core.engine import Engine, EngineSettings
     spec = _spec("progan")
-    overrides = {"fade_images": images_per_phase, "stable_images": images_per_phase}
+    overrides = {**(overrides or {}), "fade_images": images_per_phase,
+                 "stable_images": images_per_phase}
     config = resolve_config(spec.schema, overrides)
     steps = schedule_for(config).steps()
-    settings = EngineSettings(total_steps=steps, device="cuda", sample_every_steps=max(
-        1, steps // 40), checkpoint_every_s=0, checkpoint_every_steps=steps // 2,
+    settings = EngineSettings(total_steps=steps, device=device, sample_every_steps=max(
+        1, steps // 40), checkpoint_every_s=0, checkpoint_every_steps=max(1, steps // 2),
         log_every_s=1.0, n_samples=36)
     run_dir = out / "progan_run"
     engine = Engine(spec, run_dir, data_folder=data, overrides=overrides, settings=settings)
@@ -180,7 +182,8 @@ def main(argv=None) -> int:
     report["msggan"] = measure_msggan(args.seconds, device, msg_overrides, not args.skip_fp32)
     if args.data is not None:
         out = args.out or Path("gpucheck_out")
-        report["short_run"] = short_run(args.data, out, args.images_per_phase)
+        report["short_run"] = short_run(args.data, out, args.images_per_phase, args.device,
+                                        overrides)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "gpucheck.json").write_text(json.dumps(report, indent=1))

@@ -201,8 +201,16 @@ def folder_fingerprint(files: Iterable[Path], root: Path, extra: dict) -> str:
 def _to_mode(img: Image.Image, channels: int, notes: list[str]) -> Image.Image:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(arr.max()) if arr.size else 0.0
+        if mode.startswith("I;16"):
+            hi = 65535.0
+        elif mode == "F" and top <= 1.0:
+            hi = 1.0                    # floating-point pictures usually hold 0..1
+        elif top <= 255:
+            hi = 255.0
+        else:
+            hi = 65535.0 if top <= 65535 else top
         arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
         img = Image.fromarray(arr, mode="L")
         notes.append(f"{mode} converted to 8-bit")
@@ -320,7 +328,7 @@ def _finish(img: Image.Image, resolution: int, channels: int, fit: str,
             notes: list[str]) -> np.ndarray:
     """Orientation, colour mode, square, size: the decoded image as (R, R[, C]) uint8."""
     orientation = _orientation(img)
-    if orientation not in (0, 1):
+    if 2 <= orientation <= 8:  # 1 is upright; other values are not orientations
         try:
             img = ImageOps.exif_transpose(img)
             notes.append(f"turned upright by its EXIF orientation ({orientation})")

@@ -350,3 +350,50 @@ def test_cli_names_every_skipped_and_converted_file(corpus, tmp_path, tiny_plugi
         assert len(cli_lines) == 1, (name, err)
         assert part.lower() in cli_lines[0].lower()
         assert any(f"{os.sep}{name}:" in ln and verb in ln for ln in log.splitlines()), name
+
+
+def test_more_hostile_and_unusual_files(tmp_path):
+    """Beyond the issue's list: a device behind a link, a header claiming 65000x65000,
+    a bomb in a PNG text chunk, a PNG with a broken checksum, unusual colour modes."""
+    from PIL import PngImagePlugin
+    root = tmp_path / "more"
+    root.mkdir()
+    if os.path.exists("/dev/zero"):
+        os.symlink("/dev/zero", root / "endless.png")  # reading it would never end
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    raw = bytearray(buf.getvalue())
+    sof = raw.find(b"\xff\xc0")
+    raw[sof + 5:sof + 9] = struct.pack(">HH", 65000, 65000)
+    (root / "claims_huge.jpg").write_bytes(bytes(raw))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (20 * 1024 * 1024), zip=True)
+    Image.new("RGB", (16, 16)).save(root / "text_bomb.png", pnginfo=info)
+    buf = io.BytesIO()
+    gradient().save(buf, "PNG")
+    raw = bytearray(buf.getvalue())
+    raw[30] ^= 0xFF
+    (root / "bad_crc.png").write_bytes(bytes(raw))
+    Image.fromarray(np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16), "F").save(
+        root / "float.tif")
+    Image.new("LAB", (16, 16), (50, 10, 10)).save(root / "lab.tif")
+    Image.new("LA", (16, 16), (100, 0)).save(root / "gray_alpha.png")
+    Image.new("1", (16, 16), 1).save(root / "bilevel.png")
+    photo = Image.new("RGB", (20, 10), (0, 200, 0))
+    exif = photo.getexif()
+    exif[0x0112] = 9  # not a valid orientation: used as stored, no false note
+    photo.save(root / "odd_orientation.jpg", exif=exif)
+
+    images, report = load_dataset(root, RES, 3, use_cache=False)
+    skipped = _by_name((s.path, s.reason) for s in report.skipped)
+    converted = _by_name(report.converted)
+    if os.path.exists("/dev/zero"):
+        assert "not a regular file" in skipped["endless.png"]
+    assert "too large" in skipped["claims_huge.jpg"]
+    assert "too large" in skipped["text_bomb.png"]
+    assert "bad_crc.png" in skipped
+    assert "odd_orientation.jpg" not in converted and "odd_orientation.jpg" not in skipped
+    assert report.used == 5 and images.shape[0] == 5
+    f = _pixels(root / "float.tif", channels=1)[..., 0]
+    assert f.min() <= 2 and f.max() >= 253  # 0..1 floats span the 8-bit range
+    assert tuple(_pixels(root / "gray_alpha.png")[4, 4]) == (255, 255, 255)  # transparent

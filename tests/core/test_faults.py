@@ -295,3 +295,32 @@ def test_a_second_writer_on_the_same_run_is_refused(tmp_path):
     assert isinstance(first.run_loop(), ev.Finished)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["model_id"] == "faulty"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a real OOM")
+def test_real_cuda_out_of_memory_is_survived_and_the_run_goes_on(tmp_path):
+    """A real CUDA OOM (DCGAN at 128 px, batch 65536): a clear message with a smaller
+    batch, device memory handed back, and the same run resumes with a workable batch."""
+    import gc
+    from ganstudio.plugins import PluginManager
+    spec = PluginManager(load_folder=False).get_model("dcgan")
+    images = torch.from_numpy(np.random.default_rng(3).integers(0, 255, (64, 3, 128, 128),
+                                                                dtype=np.uint8))
+    base = dict(total_steps=4, device="cuda", checkpoint_every_s=0, checkpoint_every_steps=2,
+                sample_every_s=1e9, sample_every_steps=1000, n_samples=4)
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    eng = Engine(spec, tmp_path / "run", images=images, settings=EngineSettings(**base),
+                 overrides={"resolution": 128, "batch_size": 65536})
+    eng.prepare()
+    failed = eng.run_loop()
+    assert isinstance(failed, ev.Failed), failed
+    assert "ran out of memory" in failed.message and failed.suggestion == "batch_size=32768"
+    del eng
+    gc.collect()
+    torch.cuda.empty_cache()
+    assert torch.cuda.memory_allocated() - before < 64 * 2**20  # nothing big left behind
+    again = Engine(spec, tmp_path / "run", images=images, settings=EngineSettings(**base),
+                   overrides={"batch_size": 16}, resume=True)
+    again.prepare()
+    assert isinstance(again.run_loop(), ev.Finished)

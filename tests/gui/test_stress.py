@@ -81,7 +81,10 @@ def _tiny_pm(module):
 
 def _engine_settings() -> dict:
     from ganstudio.core.engine import EngineSettings
-    s = dict(total_steps=10**7, device="cpu", checkpoint_every_s=0, sample_every_s=1e9,
+    # GANSTUDIO_STRESS_DEVICE=cuda runs the cycles on the GPU (the leak check then
+    # compares torch.cuda.memory_allocated() before and after).
+    device = os.environ.get("GANSTUDIO_STRESS_DEVICE", "cpu")
+    s = dict(total_steps=10**7, device=device, checkpoint_every_s=0, sample_every_s=1e9,
              n_samples=4, keep_checkpoints=2)
     if "monitors" in EngineSettings.__dataclass_fields__:
         s["monitors"] = False

@@ -45,6 +45,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="rounds of classic loop and engine, alternating; the best of each "
                         "is kept (steadier figures on a busy machine; default 1)")
+    p.add_argument("--monitors", action="store_true",
+                   help="keep the engine's balance alarm and KID/FID measures on while timing "
+                        "(off by default: the classic loop measures neither)")
     p.add_argument("--precision", type=_name_list, default=("fp32",), metavar="P[,P...]",
                    help="engine precision(s) at --batch: fp32, bf16, auto (default fp32)")
     p.add_argument("--large-batch", type=int, default=0, metavar="N",
@@ -98,7 +101,7 @@ def options_from_args(args: argparse.Namespace):
         resolution=args.resolution, batch_size=args.batch, device=args.device,
         workers=tuple(args.workers), steps=args.steps, warmup_steps=args.warmup,
         engine_precisions=tuple(args.precision), large_batch=args.large_batch,
-        repeats=args.repeats,
+        repeats=args.repeats, monitors=args.monitors,
         features=args.features, style_size=args.style_size,
         style_iterations=args.style_iterations, skip=tuple(args.skip), workdir=args.workdir,
         keep=args.keep, json_path=args.json, quiet=args.quiet)

@@ -55,7 +55,8 @@ def _qt_cannot_start() -> str:
 
 def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: str,
                 steps: int, warmup_steps: int, cache_dir: Path,
-                headless: dict | None, timeout_s: float = 600.0) -> dict[str, Any]:
+                headless: dict | None, monitors: bool = False,
+                timeout_s: float = 600.0) -> dict[str, Any]:
     if not _available("PySide6"):
         return {"skipped": "PySide6 is not installed (no studio here)"}
     if not _available("ganstudio.gui.worker"):
@@ -81,7 +82,7 @@ def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: s
     if run_dir.exists():
         shutil.rmtree(run_dir)
     precision = str(headless.get("precision", "fp32"))
-    settings = asdict(engine_settings(steps, warmup_steps, device, precision))
+    settings = asdict(engine_settings(steps, warmup_steps, device, precision, monitors))
 
     class Receiver(QObject):
         """Lives in the GUI thread: the work the studio's views do per event."""

@@ -38,6 +38,7 @@ class BenchOptions:
     style_size: int | None = None       # None: 512 on a GPU, 128 on a CPU
     style_iterations: int | None = None  # None: 300 on a GPU, 20 on a CPU
     repeats: int = 1                 # rounds of classic + engine, alternating; best kept
+    monitors: bool = False           # the engine's balance alarm and KID/FID during timing
     skip: tuple[str, ...] = ()
     workdir: str | None = None
     keep: bool = False
@@ -127,12 +128,15 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
         "settings": {"resolution": opts.resolution, "batch_size": opts.batch_size,
                      "features": opts.features, "steps": steps, "warmup_steps": warm,
                      "workers": list(opts.workers), "large_batch": opts.large_batch,
-                     "repeats": opts.repeats},
+                     "repeats": opts.repeats, "engine_monitors": opts.monitors},
         "notes": [],
     })
     rep.say(f"device: {choice.name}; torch {torch.__version__}; "
             f"{os.cpu_count()} CPU(s); {steps} timed steps after {warm} warm-up steps")
 
+    if not opts.monitors:
+        rep.say("engine: balance alarm and KID/FID measures off while timing, as the classic "
+                "loop has none (--monitors keeps them on)")
     pm = get_plugin_manager()
     spec = pm.get_model("dcgan")
     if spec.id != "dcgan":
@@ -198,7 +202,7 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                 r = engine_runs.run_engine(
                     spec, data, work / folder_name, label=label, overrides=over,
                     device=opts.device, precision=prec, steps=steps, warmup_steps=warm,
-                    cache_dir=cache)
+                    cache_dir=cache, monitors=opts.monitors)
                 engine_runs_all.append(r.to_dict())
                 rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s{tag}"
                         + ("" if r.outcome == "completed" else f" ({r.outcome}: {r.message})"))
@@ -294,7 +298,8 @@ def _guarded(fn: Callable[[], dict], rep: Report, part: str) -> dict:
 def _gui_part(spec, data, work, base, opts, steps, warm, cache, headline) -> dict:
     from .gui import measure_gui
     out = measure_gui(spec, data, work, base, device=opts.device, steps=steps,
-                      warmup_steps=warm, cache_dir=cache, headless=headline)
+                      warmup_steps=warm, cache_dir=cache, headless=headline,
+                      monitors=opts.monitors)
     return out
 
 

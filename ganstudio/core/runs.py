@@ -334,6 +334,8 @@ class RunLock:
 
     def __init__(self, path: Path):
         self.path = path
+        self.locked = False
+        self._fd = -1
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         except OSError as e:
@@ -345,11 +347,19 @@ class RunLock:
             else:
                 import fcntl
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
+            held = e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES,
+                               getattr(errno, "EDEADLOCK", errno.EDEADLK))
+            if not held:
+                # A file system without locks (some network shares): go on unlocked
+                # rather than refuse to train at all.
+                self.locked = False
+                return
             os.close(self._fd)
             self._fd = -1
             raise RunError(f"the run in {path.parent} is being trained by another process or "
                            "window; stop it first or choose another run folder") from None
+        self.locked = True
 
     def release(self) -> None:
         if self._fd >= 0:

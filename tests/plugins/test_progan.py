@@ -354,6 +354,14 @@ def test_cli_trains_progan_on_a_folder(image_folder, tmp_path, capsys):
     assert [m["resolution"] for m in lines][:4] == [4, 4, 8, 8]
     assert lines[-1]["resolution"] == 16
     assert list((out / "checkpoints").glob("ckpt_*.pt"))
+    # the trained generator samples at the resolution it reached (16 px tiles)
+    from ganstudio.core.inference import generate, load_trained
+    from ganstudio.plugins import get_plugin_manager
+    _spec_, model, _state = load_trained(out, get_plugin_manager(), "cpu")
+    assert generate(model, 3, seed=1).shape == (3, 3, 16, 16)
+    assert main(["sample", "--run", str(out), "--n", "4", "--out", str(tmp_path / "g.png"),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
     assert main(["train", "--model", "progan", "--data", str(image_folder), "--out",
                  str(tmp_path / "bad"), "--set", "batch_sizes=4:x", "--steps", "1",
                  "--device", "cpu", "--quiet"]) == 2

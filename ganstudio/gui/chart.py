@@ -85,7 +85,8 @@ class MetricsChart(QWidget):
         pi.setLabel("bottom", "step")
         pi.setDownsampling(auto=True, mode="peak")
         pi.setClipToView(True)
-        self.legend = pi.addLegend(offset=(-10, 10))
+        # No legend on the plot: the metric list beside it names each colour and,
+        # with a dozen metrics, a legend would cover the curves.
         self.series: dict[str, Series] = {}
         self.markers: list[tuple[int, str, str]] = []
         self._marker_items: list[pg.InfiniteLine] = []
@@ -167,7 +168,7 @@ class MetricsChart(QWidget):
         if s is not None:
             return s
         colour = SERIES_COLOURS[len(self.series) % len(SERIES_COLOURS)]
-        s = Series(name, visible=name not in STATUS_KEYS)
+        s = Series(name, visible=self.default_visible(name))
         item = pg.PlotDataItem(name=name, pen=pg.mkPen(colour, width=1.6))
         item.setDownsampling(auto=True, method="peak")
         item.setClipToView(True)
@@ -183,6 +184,16 @@ class MetricsChart(QWidget):
         self.metric_list.addItem(entry)
         self.metric_list.blockSignals(False)
         return s
+
+    def default_visible(self, name: str) -> bool:
+        """Losses are plotted at first; diagnostics and status values wait to be ticked
+        (a model may report a dozen numbers; all at once is unreadable)."""
+        if name in STATUS_KEYS:
+            return False
+        if self.series and any(n.startswith("loss") for n in self.series) or name.startswith(
+                "loss"):
+            return name.startswith("loss")
+        return True
 
     def add_marker(self, step: int, kind: str, message: str = "") -> None:
         """A vertical line at ``step`` for an engine warning (collapse, imbalance, nan...)."""
@@ -200,7 +211,6 @@ class MetricsChart(QWidget):
             self.plot.removeItem(s.item)
         for line in self._marker_items:
             self.plot.removeItem(line)
-        self.legend.clear()
         self.series.clear()
         self.markers.clear()
         self._marker_items.clear()
@@ -226,7 +236,6 @@ class MetricsChart(QWidget):
             self.plot.addItem(s.item)
         else:
             self.plot.removeItem(s.item)
-            self.legend.removeItem(s.item)
         self._dirty = True
 
     def _on_follow(self, on: bool) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox,
-                               QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+                               QScrollArea, QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from ganstudio.core.config import parse_set_args
 from ganstudio.core.errors import ConfigError, UserError
@@ -312,6 +312,8 @@ class MainWindow(QMainWindow):
         sp = s.value("window/splitter")
         if isinstance(sp, QByteArray) and not sp.isEmpty():
             self.splitter.restoreState(sp)
+        else:
+            self.splitter.setSizes([600, 440])
         theme = self.options.theme or str(s.value("theme", "dark"))
         self.theme_actions.get(theme if theme in THEMES else "dark").setChecked(True)
         root = self.options.runs_root or s.value("runs_root") or str(default_runs_root())
@@ -412,7 +414,12 @@ class MainWindow(QMainWindow):
             self.style_panel = None
             self.statusBar().showMessage(f"Style transfer panel unavailable: {e}", 8000)
             return
-        self.tabs.addTab(self.style_panel, "Style transfer")
+        # The panel is tall; a scroll area keeps the window fitting on a laptop screen.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setWidget(self.style_panel)
+        self.tabs.addTab(scroll, "Style transfer")
 
     def _prefill_from_run(self, run_dir: str | Path) -> dict:
         """Put a run's model, settings and data folder into the panels."""

@@ -117,7 +117,7 @@ class RunBrowser(QWidget):
             if thumb is not None:
                 item.setIcon(0, QIcon(QPixmap.fromImage(thumb)))
             self.tree.addTopLevelItem(item)
-        for col in range(1, 5):
+        for col in range(5):
             self.tree.resizeColumnToContents(col)
         self.status.setText(f"{len(found)} run(s)" if found else
                             "No runs here yet. Train one, or choose the folder that holds them.")

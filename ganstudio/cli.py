@@ -126,7 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every_s=args.checkpoint_every, sample_every_s=args.sample_every,
         keep_checkpoints=args.keep_checkpoints,
         checkpoint_every_steps=args.checkpoint_steps, sample_every_steps=args.sample_steps,
-        log_every_steps=args.log_steps)
+        log_every_steps=args.log_steps, monitors=not args.no_monitors,
+        alarm_every_steps=args.alarm_steps, quality_every_steps=args.quality_steps)
     progress = ConsoleProgress(quiet=args.quiet)
     engine = Engine(spec, args.out, data_folder=args.data, overrides=overrides,
                     settings=settings, resume=args.resume,
@@ -305,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also log metrics every N steps (default: every 100 ms)")
     p.add_argument("--keep-checkpoints", type=int, default=3, metavar="N",
                    help="checkpoints to keep (default 3)")
+    p.add_argument("--alarm-steps", type=int, default=0, metavar="N",
+                   help="check for collapse / imbalance every N steps (default: every 20 s)")
+    p.add_argument("--quality-steps", type=int, default=0, metavar="N",
+                   help="measure KID / FID every N steps (default: every 120 s)")
+    p.add_argument("--no-monitors", action="store_true",
+                   help="no collapse / imbalance alarm and no KID / FID")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

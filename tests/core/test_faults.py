@@ -324,3 +324,37 @@ def test_real_cuda_out_of_memory_is_survived_and_the_run_goes_on(tmp_path):
                    overrides={"batch_size": 16}, resume=True)
     again.prepare()
     assert isinstance(again.run_loop(), ev.Finished)
+
+
+def test_cli_prints_the_command_that_continues_after_out_of_memory(
+        tmp_path, image_folder, monkeypatch, capsys):
+    import shlex
+    import types
+    import ganstudio
+    import ganstudio.plugins as gp
+    from ganstudio.cli import main
+
+    module = types.ModuleType("faultyplugin")
+    module.GANSTUDIO_PLUGIN_API = ganstudio.PLUGIN_API_VERSION
+    module.ganstudio_register_models = ganstudio.hookimpl(lambda: [faulty_spec()])
+    pm = gp.PluginManager(load_entry_points=False, load_folder=False, extra=[(PLUGIN, module)])
+    assert pm.plugins[PLUGIN].status == "ok", pm.plugins[PLUGIN].error
+    monkeypatch.setattr(gp, "get_plugin_manager", lambda *a, **k: pm)
+
+    run_dir = tmp_path / "oom run"
+    code = main(["train", "--model", "faulty", "--data", str(image_folder), "--out",
+                 str(run_dir), "--steps", "20", "--device", "cpu", "--quiet",
+                 "--checkpoint-steps", "5", "--set", "batch_size=16",
+                 "--set", "oom_above_batch=8", "--set", "oom_from=7"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "error: the device ran out of memory at step 6 (batch size 16); try a smaller " \
+           "batch (batch_size=8) and resume" in err
+    line = next(ln for ln in err.splitlines() if ln.startswith("to continue: "))
+    argv = shlex.split(line[len("to continue: "):])
+    assert argv[:2] == ["ganstudio", "train"] and "--set" in argv and "batch_size=8" in argv
+    code = main(argv[1:] + ["--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "resuming faulty on cpu" in err and "from step 5 to 20" in err
+    assert "completed at step 20" in err

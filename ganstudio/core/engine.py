@@ -277,13 +277,11 @@ class Engine:
 
         # Restore before run.json is rewritten: a refused checkpoint leaves the run as it was.
         if self.resume_requested and existing:
-            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                                 on_skip=self._skip_checkpoint)
+            loaded = self._restore_latest()
             if loaded is None:
                 self._warn("no usable checkpoint; starting from step 0", "checkpoint")
             else:
-                path, state = loaded
-                self._restore(state)
+                path = loaded
                 self.resumed_from = path
                 self.last_checkpoint = path
                 self.run.log(f"resumed from {path.name} at step {self.step}")
@@ -318,6 +316,33 @@ class Engine:
         self.run.truncate_metrics_after(self.step)
         self.run.prune_samples_after(self.step)
         self._prepared = True
+
+    def _restore_latest(self) -> Path | None:
+        """Restore the newest checkpoint that verifies and whose contents restore.
+
+        A file that passes its checksum yet holds malformed values (only a crafted
+        file can) is set aside like a damaged one and the previous checkpoint is used.
+        A checkpoint that does not fit the model stays an error for the user: the
+        older ones would not fit either."""
+        tried: set[Path] = set()
+        while True:
+            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
+                                 on_skip=self._skip_checkpoint)
+            if loaded is None:
+                return None
+            path, state = loaded
+            if path in tried:  # could not be set aside: do not loop on it
+                raise CheckpointError(f"checkpoint {path} cannot be used and cannot be moved "
+                                      "aside; remove it to resume from an older one")
+            tried.add(path)
+            try:
+                self._restore(state)
+                return path
+            except CheckpointError:
+                raise
+            except Exception as e:  # noqa: BLE001 - malformed values in a verified file
+                self._skip_checkpoint(path, f"checkpoint {path} holds malformed values "
+                                            f"({e.__class__.__name__}: {e}); refused")
 
     def _skip_checkpoint(self, path: Path, why: str) -> None:
         """A checkpoint failed to verify or load: say so, and set it aside for good."""

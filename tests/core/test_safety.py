@@ -226,3 +226,21 @@ def test_linked_checkpoints_folder_is_refused(tmp_path, tiny_spec):
     with pytest.raises(RunError, match="checkpoints is a symbolic link"):
         eng.prepare()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_verified_checkpoint_with_malformed_values_falls_back(trained_run, tiny_spec):
+    """A file with a valid header and checksum but nonsense inside (only a crafted file
+    can be that): refused with a clear warning, the previous checkpoint is used."""
+    from ganstudio.core.checkpoints import save_checkpoint
+    state = load_checkpoint(trained_run / "checkpoints" / "ckpt_00000004.pt")
+    state["step"] = "ninety-nine"
+    save_checkpoint(state, trained_run / "checkpoints", 99, keep_last=0)
+    events: list[ev.Event] = []
+    eng = Engine(tiny_spec, trained_run, images=IMAGES, settings=_settings(total_steps=6),
+                 listeners=[events.append], resume=True)
+    eng.prepare()
+    assert eng.step == 4 and eng.resumed_from.name == "ckpt_00000004.pt"
+    warning = next(e for e in events if isinstance(e, ev.Warning) and e.kind == "checkpoint")
+    assert "ckpt_00000099.pt holds malformed values (ValueError" in warning.message
+    assert (trained_run / "checkpoints" / "ckpt_00000099.pt.refused").exists()
+    assert isinstance(eng.run_loop(), ev.Finished)

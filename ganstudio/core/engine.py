@@ -509,6 +509,8 @@ class Engine:
             values.update(self._extra_values)
             self._extra_values = {}
             finite = all(math.isfinite(v) for v in means)
+            if finite:
+                self._diverged = False  # finite again (after "resume anyway"): saving is safe
             try:
                 self.run.append_metrics([{"step": self.step, "time": round(self.elapsed, 3),
                                           **values, "img_per_s": round(ips, 2)}])

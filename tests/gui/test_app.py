@@ -69,3 +69,16 @@ def test_gui_command_autostarts_a_dcgan_run(qtbot, tmp_path, image_dir, settings
     w.close()
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
     assert settings.value("last_model") == "dcgan"
+
+
+def test_long_sessions_survive_the_none_refcount_defect():
+    """Half a million void Qt calls (minutes of painting) in a fresh process."""
+    code = ("import ganstudio.gui\n"
+            "from PySide6.QtCore import QPoint\n"
+            "p = QPoint()\n"
+            "for _ in range(500_000):\n"
+            "    p.setX(1)\n"
+            "print('alive')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert out.returncode == 0 and out.stdout.strip() == "alive", out.stderr[-500:]

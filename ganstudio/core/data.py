@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 import struct
 import threading
@@ -446,16 +447,41 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
     data = out[ok] if report.used < total else out
     report.seconds = time.perf_counter() - t0
     if use_cache:
-        try:
-            cdir.mkdir(parents=True, exist_ok=True)
-            tmp = npy.with_name(npy.name + ".tmp.npy")
-            np.save(tmp, data)
-            os.replace(tmp, npy)
-            meta.write_text(json.dumps(report.to_dict()))
-            report.cache_file = str(npy)
-        except OSError:
-            pass  # caching is an optimisation; a read-only cache dir is fine
+        _write_cache(cdir, npy, meta, data, report)
     return torch.from_numpy(data), report
+
+
+_CACHE_TEMP_RE = re.compile(r"^[0-9a-f]{32}\.npy\.(\d+)\.tmp\.npy$")
+
+
+def _write_cache(cdir: Path, npy: Path, meta: Path, data: np.ndarray,
+                 report: DatasetReport) -> None:
+    """Array and report, each written to a temp file and renamed (a kill leaves no torn
+    entry); temp files of writers that died are removed; errors only skip caching."""
+    from .checkpoints import _pid_alive
+    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp.npy")
+    try:
+        cdir.mkdir(parents=True, exist_ok=True)
+        for old in cdir.iterdir():
+            m = _CACHE_TEMP_RE.match(old.name)
+            if m and not _pid_alive(int(m.group(1))):
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
+        np.save(tmp, data)
+        os.replace(tmp, npy)
+        tmp_meta = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+        tmp_meta.write_text(json.dumps(report.to_dict()))
+        os.replace(tmp_meta, meta)
+        report.cache_file = str(npy)
+    except OSError:
+        # caching is an optimisation: a read-only or full cache folder is fine
+        for leftover in (tmp, meta.with_name(f"{meta.name}.{os.getpid()}.tmp")):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
 
 
 class DeviceImages:

@@ -397,3 +397,27 @@ def test_more_hostile_and_unusual_files(tmp_path):
     f = _pixels(root / "float.tif", channels=1)[..., 0]
     assert f.min() <= 2 and f.max() >= 253  # 0..1 floats span the 8-bit range
     assert tuple(_pixels(root / "gray_alpha.png")[4, 4]) == (255, 255, 255)  # transparent
+
+
+def test_cache_writes_leave_no_torn_entries(tmp_path, monkeypatch):
+    """A writer killed mid-save leaves a temp file that the next write removes; a full
+    cache folder only skips caching (the images still load)."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    gradient().save(folder / "a.png")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = cache / ("0" * 32 + ".npy.999999999.tmp.npy")  # pid that cannot exist
+    dead.write_bytes(b"half an array")
+    images, report = load_dataset(folder, RES, 3, cache_dir=cache)
+    assert not dead.exists() and report.cache_file
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data_mod.np, "save", full_disk)
+    gradient().save(folder / "b.png")
+    images, report = load_dataset(folder, RES, 3, cache_dir=cache)
+    assert images.shape[0] == 2 and report.cache_file is None
+    assert not [p for p in cache.iterdir() if ".tmp" in p.name]

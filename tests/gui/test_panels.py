@@ -1,0 +1,53 @@
+"""The dataset panel (scan report, skipped files, drag and drop) and remembered settings."""
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+
+def test_dataset_panel_reports_images_and_skipped_files(qtbot, tiny_window, image_dir):
+    (image_dir / "broken.png").write_bytes(b"not an image at all")
+    w = tiny_window()  # plugins loaded with a folder set: the scan starts by itself
+    panel = w.dataset_panel
+    qtbot.waitUntil(lambda: panel.skipped.count() == 1, timeout=20_000)
+    assert "<b>20</b> images" in panel.info.text() and "16×16" in panel.info.text()
+    assert panel.thumbs.count() == 20
+    item = panel.skipped.item(0).text()
+    assert item.startswith("broken.png: ") and "not an image" in item
+    assert panel.skipped.isVisibleTo(panel)
+
+
+def test_dropping_a_folder_chooses_it(qtbot, tmp_path):
+    from ganstudio.gui.dataset_panel import DatasetPanel
+    panel = DatasetPanel()
+    qtbot.addWidget(panel)
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    event = QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(panel.folderChosen) as blocker:
+        panel.dropEvent(event)
+    assert blocker.args == [str(folder)] and panel.path_edit.text() == str(folder)
+    mime.setUrls([QUrl("https://example.com/cats")])
+    assert panel._dropped_folder(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton,
+                                            Qt.NoModifier)) is None
+
+
+def test_settings_are_remembered(qtbot, make_window, tiny_pm, image_dir, settings):
+    from PySide6.QtWidgets import QApplication
+    from ganstudio.gui.theme import current_theme
+    w = make_window(pm=tiny_pm, model="tiny", set=[], data=str(image_dir))
+    w.resize(760, 560)  # inside the offscreen screen (800 x 600)
+    w.set_theme("light")
+    w.close()
+    assert settings.value("theme") == "light"
+    w2 = make_window(pm=tiny_pm, model=None, set=[], runs_root=None)
+    assert w2.size().width() == 760  # (the height is held to the window's minimum)
+    assert w2.dataset_panel.folder == str(image_dir)
+    assert w2.theme_actions["light"].isChecked()
+    assert w2.model_panel.current_spec().id == "tiny"
+    assert w2.browser.root == w.browser.root
+    w2.set_theme("dark")
+    assert current_theme() == "dark"
+    assert QApplication.instance().property("ganstudio_theme") == "dark"

@@ -5,6 +5,10 @@ plugin. The networks follow the classic PyTorch DCGAN example: transposed
 convolutions in G, strided convolutions in D, BatchNorm, ReLU / LeakyReLU 0.2,
 N(0, 0.02) initialisation, latent size 100, Adam (2e-4, betas 0.5 / 0.999).
 The resolution (32, 64 or 128) sets the number of up/down-sampling blocks.
+
+The ``default`` preset adds the small-data tools of :mod:`ganstudio.core.gan_tools`
+(DiffAugment, spectral norm, hinge loss, an averaged generator); the ``classic``
+preset is the example's recipe unchanged. See :mod:`ganstudio_dcgan.model`.
 """
 from __future__ import annotations
 

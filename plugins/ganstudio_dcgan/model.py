@@ -3,9 +3,11 @@
 Two presets:
 
 - ``default``: the settings GAN Studio recommends for artists' small
-  datasets (hundreds to a few thousand images): DiffAugment on real and fake
-  images, spectral normalisation in D (instead of BatchNorm), the hinge loss,
-  and an exponential moving average of G for samples and exports.
+  datasets (hundreds to a few thousand images): DiffAugment (colour,
+  translation, cutout) on real and fake images, spectral normalisation in D
+  instead of BatchNorm, the hinge loss, Adam betas (0.0, 0.99) as usual with
+  spectral norm, and an exponential moving average of G for samples and
+  exports. Same networks, learning rates and batch size as classic.
 - ``classic``: the recipe of the well-known PyTorch DCGAN example, exactly:
   BatchNorm in both networks, non-saturating BCE with labels 1 / 0, Adam
   2e-4 with betas (0.5, 0.999), no augmentation, no averaging.
@@ -31,11 +33,11 @@ AUTO = "auto"
 PRESETS: dict[str, dict[str, object]] = {
     "default": {
         "loss": "hinge", "d_norm": "spectral", "augment": "color,translation,cutout",
-        "augment_adaptive": "off", "ema": "on", "d_pause": "off",
+        "augment_adaptive": "off", "ema": "on", "d_pause": "off", "beta1": 0.0, "beta2": 0.99,
     },
     "classic": {
         "loss": "bce", "d_norm": "batch", "augment": "off",
-        "augment_adaptive": "off", "ema": "off", "d_pause": "off",
+        "augment_adaptive": "off", "ema": "off", "d_pause": "off", "beta1": 0.5, "beta2": 0.999,
     },
 }
 
@@ -59,8 +61,10 @@ def schema() -> list[Field]:
         Field("lr_g", "float", 2e-4, "Generator learning rate.", min=1e-7, max=1.0),
         Field("lr_d", "float", 2e-4, "Discriminator learning rate. Lower it when D wins "
               "too fast (samples stay noise).", min=1e-7, max=1.0),
-        Field("beta1", "float", 0.5, "Adam beta1.", min=0.0, max=0.9999, advanced=True),
-        Field("beta2", "float", 0.999, "Adam beta2.", min=0.0, max=0.9999, advanced=True),
+        Field("beta1", "str", AUTO, "Adam beta1 (a number in [0, 1)); auto = the preset's: "
+              "0.0 for default, 0.5 for classic.", advanced=True),
+        Field("beta2", "str", AUTO, "Adam beta2 (a number in [0, 1)); auto = the preset's: "
+              "0.99 for default, 0.999 for classic.", advanced=True),
         Field("loss", "choice", AUTO, "GAN loss: hinge, bce (non-saturating) or wgan-gp "
               "(gradient penalty; use with d_norm=none or spectral). auto = the preset's.",
               choices=[AUTO, *gt.LOSSES], group="Balance"),
@@ -106,6 +110,14 @@ def effective_settings(config: dict) -> dict:
     for key, value in PRESETS[preset].items():
         if str(out.get(key, AUTO)).strip().lower() == AUTO:
             out[key] = value
+    for key in ("beta1", "beta2"):
+        try:
+            out[key] = float(out[key])
+        except (TypeError, ValueError):
+            out[key] = float("nan")
+        if not 0.0 <= out[key] < 1.0:
+            raise ConfigError(f"setting '{key}': expected auto or a number in [0, 1), "
+                              f"got {config.get(key)!r}")
     out["loss"] = gt.check_loss(str(out["loss"]))
     out["augment_ops"] = gt.parse_augment_policy(str(out["augment"]))
     if out["loss"] == "wgan-gp" and out["d_norm"] == "batch":
@@ -194,7 +206,7 @@ class DCGAN(GANModel):
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         fused = {"fused": True} if self.device.type == "cuda" else {}
-        betas = (float(cfg["beta1"]), float(cfg["beta2"]))
+        betas = (s["beta1"], s["beta2"])
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(cfg["lr_g"]), betas=betas, **fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(cfg["lr_d"]), betas=betas, **fused)
 

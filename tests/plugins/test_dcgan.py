@@ -33,6 +33,7 @@ def test_presets_resolve_and_settings_override_them():
     assert default["preset"] == "default"
     assert (default["loss"], default["d_norm"], default["ema"]) == ("hinge", "spectral", "on")
     assert default["augment_ops"] == ("color", "translation", "cutout")
+    assert (default["beta1"], default["beta2"]) == (0.0, 0.99)
     classic = effective_settings(resolve_config(schema(), {"preset": "classic"}))
     assert (classic["loss"], classic["d_norm"], classic["ema"], classic["augment_ops"]) == \
         ("bce", "batch", "off", ())
@@ -40,8 +41,10 @@ def test_presets_resolve_and_settings_override_them():
     assert (classic["lr_g"], classic["lr_d"], classic["beta1"], classic["beta2"]) == \
         (2e-4, 2e-4, 0.5, 0.999)
     mixed = effective_settings(resolve_config(schema(), {
-        "preset": "classic", "augment": "translation", "loss": "hinge", "ema": "on"}))
+        "preset": "classic", "augment": "translation", "loss": "hinge", "ema": "on",
+        "beta1": "0.3"}))
     assert mixed["augment_ops"] == ("translation",) and mixed["loss"] == "hinge"
+    assert (mixed["beta1"], mixed["beta2"]) == (0.3, 0.999)
     assert mixed["ema"] == "on" and mixed["d_norm"] == "batch"
     assert set(PRESETS) == {"default", "classic"}
 
@@ -51,6 +54,10 @@ def test_bad_settings_are_named():
         build(augment="color,sharpen")
     with pytest.raises(ConfigError, match="wgan-gp.*d_norm=none"):
         build(preset="classic", loss="wgan-gp")
+    with pytest.raises(ConfigError, match="'beta2': expected auto or a number"):
+        build(beta2="1.5")
+    with pytest.raises(ConfigError, match="'beta1'"):
+        build(beta1="high")
     with pytest.raises(ConfigError, match="preset"):
         resolve_config(schema(), {"preset": "fancy"})
 

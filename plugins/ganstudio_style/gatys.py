@@ -72,6 +72,8 @@ def schema() -> list[Field]:
               choices=["max", "avg"], group="Layers", advanced=True),
         Field("vgg_weights", "path", "", "VGG-19 weights file (torchvision key names); empty: "
               "torchvision's ImageNet file in the torch cache.", group="Layers"),
+        Field("range_weight", "float", 1e3, "L-BFGS: weight of the penalty on pixel values "
+              "outside 0-1 (Adam clamps instead).", min=0.0, max=1e12, advanced=True),
         Field("line_search", "bool", False, "L-BFGS with a strong-Wolfe line search: steadier, "
               "but a few loss evaluations per iteration.", advanced=True),
         Field("mixed_precision", "bool", False, "bf16 VGG passes on GPUs (faster, noisier; "
@@ -135,6 +137,7 @@ class StyleTransferJob(ImageJob):
         self.preserve_colors = bool(cfg["preserve_colors"])
         self.use_lbfgs = cfg["optimizer"] == "lbfgs"
         self.mixed = bool(cfg["mixed_precision"]) and self.device.type == "cuda"
+        self.range_weight = float(cfg["range_weight"])
         self.cw, self.sw, self.tw = (float(cfg["content_weight"]), float(cfg["style_weight"]),
                                      float(cfg["tv_weight"]))
 
@@ -211,6 +214,12 @@ class StyleTransferJob(ImageJob):
         self.opt.zero_grad(set_to_none=True)
         terms = self.losses(self.image)
         total = terms["loss"]
+        if self.use_lbfgs and self.range_weight > 0:
+            # L-BFGS is not clamped (a clamp breaks its curvature pairs); a smooth penalty
+            # on pixels outside [0, 1] keeps the saved (clamped) image the optimised one.
+            x = self.image
+            total = total + self.range_weight * ((x - 1).relu().square().mean()
+                                                 + (-x).relu().square().mean())
         total.backward()
         self.evaluations += 1
         with torch.no_grad():

@@ -198,9 +198,11 @@ class MetricsChart(QWidget):
     def add_marker(self, step: int, kind: str, message: str = "") -> None:
         """A vertical line at ``step`` for an engine warning (collapse, imbalance, nan...)."""
         colour = WARNING_COLOURS.get(kind, "#ffa726")
+        # stagger the labels so warnings at the same step stay readable
+        position = 0.95 - 0.06 * (len(self.markers) % 5)
         line = pg.InfiniteLine(pos=step, angle=90, movable=False,
                                pen=pg.mkPen(colour, width=1.5, style=Qt.DashLine),
-                               label=kind, labelOpts={"position": 0.92, "color": colour})
+                               label=kind, labelOpts={"position": position, "color": colour})
         line.setToolTip(message)
         self.plot.addItem(line)
         self.markers.append((int(step), kind, message))

@@ -103,7 +103,7 @@ class GridView(QWidget):
             return QRect()
         iw, ih = self.image.width(), self.image.height()
         scale = min(self.width() / iw, self.height() / ih)
-        if scale >= 1:
+        if scale >= 2:
             scale = math.floor(scale)  # integer zoom keeps every pixel the same size
         w, h = max(1, int(iw * scale)), max(1, int(ih * scale))
         return QRect((self.width() - w) // 2, (self.height() - h) // 2, w, h)

@@ -706,15 +706,18 @@ class MainWindow(QMainWindow):
                  ("Resume anyway", self.resume_training),
                  ("Stop", self.stop_training)], kind="nan")
         elif event.kind in ("collapse", "imbalance"):
-            self.info_bar.show_message(f"Step {event.step:,}: {event.message}", "warning",
-                                       kind=event.kind)
+            text = event.message
+            if f"step {event.step}" not in text.lower():
+                text = f"Step {event.step:,}: {text}"
+            self.info_bar.show_message(text[:1].upper() + text[1:], "warning", kind=event.kind)
         else:
             self.statusBar().showMessage(event.message, 8000)
 
     def _on_paused(self, event: Any) -> None:
         self._count("paused")
         self._set_state("paused")
-        self.status_labels["speed"].setText("paused")
+        self.status_labels["speed"].setText("")
+        self.status_labels["eta"].setText("")
 
     def _on_resumed(self, event: Any) -> None:
         self._count("resumed")

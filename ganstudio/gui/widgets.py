@@ -30,7 +30,7 @@ class InfoBar(QFrame):
         self.buttons: dict[str, QPushButton] = {}
         self.level = ""
         self.kind = ""
-        self.close_button = QPushButton("✕")
+        self.close_button = QPushButton("×")
         self.close_button.setFlat(True)
         self.close_button.setFixedWidth(28)
         self.close_button.setToolTip("Dismiss")

@@ -244,3 +244,34 @@ def test_verified_checkpoint_with_malformed_values_falls_back(trained_run, tiny_
     assert "ckpt_00000099.pt holds malformed values (ValueError" in warning.message
     assert (trained_run / "checkpoints" / "ckpt_00000099.pt.refused").exists()
     assert isinstance(eng.run_loop(), ev.Finished)
+
+
+def test_no_code_path_unpickles_without_weights_only():
+    """Every torch.load in GAN Studio and its built-in plugins passes weights_only=True;
+    nothing calls pickle.load(s) or np.load(allow_pickle=True). (A guard against a new
+    loader slipping in.)"""
+    import ast
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for folder in ("ganstudio", "plugins"):
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = ast.unparse(node.func)
+                kw = {k.arg: k.value for k in node.keywords}
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                if name.endswith("torch.load") or name == "load" and "weights_only" in kw:
+                    ok = isinstance(kw.get("weights_only"), ast.Constant) and \
+                        kw["weights_only"].value is True
+                    if not ok:
+                        offenders.append(f"{where} {name} without weights_only=True")
+                if name in ("pickle.load", "pickle.loads", "cPickle.load", "dill.load"):
+                    offenders.append(f"{where} {name}")
+                if name.endswith("np.load") or name.endswith("numpy.load"):
+                    flag = kw.get("allow_pickle")
+                    if flag is not None and not (isinstance(flag, ast.Constant)
+                                                 and flag.value is False):
+                        offenders.append(f"{where} {name} with allow_pickle")
+    assert not offenders, "\n".join(offenders)

@@ -115,6 +115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data is None and not args.resume:
         raise UserError("--data DIR is required (the folder of training images)")
     if args.data is not None and not Path(args.data).expanduser().is_dir():
+        if Path(args.data).expanduser().exists():
+            raise UserError(f"--data must be a folder of images, not a file: {args.data}")
         raise UserError(f"image folder not found: {args.data}")
     total = args.steps
     if total is None:

@@ -134,6 +134,11 @@ def test_missing_data_folder(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--model", "dcgan", "--data",
                            str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "image folder not found", "no-such-folder")
+    afile = tmp_path / "photo.png"
+    afile.write_bytes(b"x")
+    code, _, err = run_cli(capsys, "train", "--model", "dcgan", "--data", str(afile),
+                           "--out", str(tmp_path / "r"))
+    assert_user_error(code, err, "--data must be a folder of images, not a file", "photo.png")
 
 
 def test_unknown_model(tmp_path, image_folder, capsys):

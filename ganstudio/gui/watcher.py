@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from ganstudio.core.runs import RunFolder
 from .tasks import error_text, track_thread
@@ -51,6 +51,12 @@ class RunTail(QObject):
         self.timer.timeout.connect(self.poll)
         self.timer.start()
         self.poll()
+
+    @Slot()
+    def halt(self) -> None:
+        """Stop polling (called in this object's thread before the thread quits)."""
+        if self.timer is not None:
+            self.timer.stop()
 
     @Slot()
     def poll(self) -> None:
@@ -115,5 +121,7 @@ class RunWatcher(QObject):
     def stop(self, timeout_ms: int = 10_000) -> bool:
         if not self.thread.isRunning():
             return True
+        # The timer lives in the watcher thread and must be stopped there.
+        QMetaObject.invokeMethod(self.tail, "halt", Qt.ConnectionType.BlockingQueuedConnection)
         self.thread.quit()
         return self.thread.wait(timeout_ms)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -160,13 +161,28 @@ def validate_spec(spec: Any) -> ModelSpec:
     return spec
 
 
+class _HookManager(pluggy.PluginManager):
+    """pluggy's manager, also taking an undecorated function named after a hook spec
+    (``ganstudio_metrics`` without ``@ganstudio.hookimpl``) as its implementation,
+    as pytest does for its own hooks: a forgotten decorator must not silently mute a hook."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str):
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(f"{hookspecs.PROJECT}_"):
+            caller = getattr(self.hook, name, None)
+            if getattr(caller, "spec", None) is not None \
+                    and inspect.isroutine(getattr(plugin, name, None)):
+                opts = {}  # pluggy fills in the default options
+        return opts
+
+
 class PluginManager:
     """Loads plugins and answers: which models exist, which plugins failed."""
 
     def __init__(self, *, plugins_dir: str | os.PathLike | None = None,
                  load_entry_points: bool = True, load_folder: bool = True,
                  extra: Iterable[tuple[str, Any]] = ()):
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm = _HookManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.plugins_dir = Path(plugins_dir).expanduser() if plugins_dir else default_plugins_dir()

@@ -279,3 +279,27 @@ def test_metrics_listener_forwards_to_plugin_hooks(plugins_dir, tmp_path):
     assert calls == [("metrics", str(tmp_path), 5, 1.5, {"loss_d": 0.7}),
                      ("finished", str(tmp_path), 10, "completed"),
                      ("finished", str(tmp_path), 3, "failed")]
+
+
+def test_hooks_work_without_the_decorator(plugins_dir, tmp_path):
+    """Like pytest's own hooks, a function named after a hook is an implementation even
+    when the author forgot ``@ganstudio.hookimpl``; other functions are left alone."""
+    from ganstudio.core import events as ev
+    source = plugin_source("plainmodel").replace("@ganstudio.hookimpl\n", "") + textwrap.dedent('''
+        CALLS = []
+
+        def ganstudio_metrics(run_dir, step, time, values):
+            CALLS.append(step)
+
+        def ganstudio_not_a_hook():
+            raise AssertionError("not a hook")
+    ''')
+    assert "@ganstudio.hookimpl" not in source
+    write_plugin(plugins_dir, "plain", source)
+    pm = PluginManager(load_entry_points=False)
+    assert pm.plugins["plain"].status == "ok", pm.plugins["plain"].error
+    assert pm.get_model("plainmodel").plugin == "plain"
+    pm.metrics_listener(str(tmp_path))(ev.Metrics(7, 0.5, {"loss_d": 1.0}, 10.0, 10))
+    assert pm.plugins["plain"].module.CALLS == [7]
+    impls = pm.pm.hook.ganstudio_register_models.get_hookimpls()
+    assert [i.plugin_name for i in impls] == ["plain"]

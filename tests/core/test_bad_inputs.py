@@ -112,8 +112,11 @@ def build_corpus(root: Path) -> dict[str, str]:
     expect["café ñ 日本.png"] = "use"
     good.save(root / "with  two spaces .png")
     expect["with  two spaces .png"] = "use"
-    good.save(os.path.join(os.fsencode(root), BAD_NAME))
-    expect[os.fsdecode(BAD_NAME)] = "use"
+    try:
+        good.save(os.path.join(os.fsencode(root), BAD_NAME))
+        expect[os.fsdecode(BAD_NAME)] = "use"
+    except OSError:  # a file system that insists on UTF-8 names cannot hold this one
+        pass
 
     os.symlink("loop_b.png", root / "loop_a.png")
     os.symlink("loop_a.png", root / "loop_b.png")

@@ -32,7 +32,8 @@ class InfoBar(QFrame):
         self.kind = ""
         self.close_button = QPushButton("×")
         self.close_button.setFlat(True)
-        self.close_button.setFixedWidth(28)
+        self.close_button.setFixedSize(28, 24)
+        self.close_button.setStyleSheet("padding: 0px; font-size: 16px;")
         self.close_button.setToolTip("Dismiss")
         self.close_button.clicked.connect(self.dismiss)
         self.row.addWidget(self.close_button)

@@ -176,6 +176,9 @@ class EngineMonitors:
         self.meter = None
         self._random = None
         self._latents: torch.Tensor | None = None
+        if held_out is not None:
+            self.note(f"{held_out.shape[0]} of the training images are held out (never shown "
+                      "to D) to measure its overfitting (d_overfit)")
 
     def _extractor(self) -> RandomFeatures:
         if self._random is None:

@@ -51,3 +51,12 @@ def test_settings_are_remembered(qtbot, make_window, tiny_pm, image_dir, setting
     w2.set_theme("dark")
     assert current_theme() == "dark"
     assert QApplication.instance().property("ganstudio_theme") == "dark"
+
+
+def test_style_tab_is_optional(qtbot, make_window, tiny_pm, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "ganstudio.gui.style_panel", None)  # import fails
+    w = make_window(pm=tiny_pm, model="tiny", set=[])
+    tabs = [w.tabs.tabText(i) for i in range(w.tabs.count())]
+    assert tabs == ["Training", "Runs"] and w.style_panel is None
+    assert w.buttons["start"].isEnabled()

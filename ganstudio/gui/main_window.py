@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         self.total_steps = 0
         self.last_values: dict = {}
         self.last_error = ""
+        self.last_finished: Any = None
         self.events_seen: dict[str, int] = {}
         self._close_pending = False
         self._closing_done = False
@@ -316,7 +317,11 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes([600, 440])
         theme = self.options.theme or str(s.value("theme", "dark"))
         self.theme_actions.get(theme if theme in THEMES else "dark").setChecked(True)
-        root = self.options.runs_root or s.value("runs_root") or str(default_runs_root())
+        # With --run RUN the browser shows RUN's siblings, so the run is there to reopen.
+        run_parent = (str(Path(self.options.run).expanduser().absolute().parent)
+                      if self.options.run else None)
+        root = (self.options.runs_root or run_parent or s.value("runs_root")
+                or str(default_runs_root()))
         self.browser.set_root(str(root), refresh=False)
         self.dataset_panel.last_dir = str(s.value("last_data_dir", "") or "")
         data = self.options.data or s.value("last_data_folder")
@@ -728,6 +733,7 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, event: Any) -> None:
         self._count("finished")
+        self.last_finished = event
         saved = f"; checkpoint {Path(event.checkpoint).name}" if event.checkpoint else ""
         self.statusBar().showMessage(f"Training {event.reason} at step {event.step:,}{saved}",
                                      10000)

@@ -82,3 +82,9 @@ def test_long_sessions_survive_the_none_refcount_defect():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     assert out.returncode == 0 and out.stdout.strip() == "alive", out.stderr[-500:]
+
+
+def test_run_option_points_the_browser_at_its_folder(qtbot, make_window, tiny_pm, tmp_path):
+    w = make_window(pm=tiny_pm, model="tiny", set=[], runs_root=None,
+                    run=str(tmp_path / "elsewhere" / "RUN"))
+    assert w.browser.root == str(tmp_path / "elsewhere")

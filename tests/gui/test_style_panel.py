@@ -173,3 +173,30 @@ def test_dropped_pictures_become_content_then_styles(qtbot, panel, files, tmp_pa
     panel.style_list.setCurrentRow(0)
     panel._remove_style()
     assert [p for p, _ in panel.styles] == [str(files["s2"]), str(files["s1"])]
+
+
+def test_train_a_fast_network_from_the_panel(qtbot, panel, files, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(photos / f"{i}.png")
+    messages = []
+    panel.message.connect(messages.append)
+    assert not panel.start_fast_training()
+    assert messages[-1] == "choose the style picture the network should learn"
+    panel.set_fast_style(str(files["s1"]))
+    panel.fast_data.setText(str(photos))
+    panel.fast_run.setText(str(tmp_path / "net"))
+    panel.fast_steps.setValue(3)
+    panel.weights_edit.setText(str(files["vgg"]))
+    panel.fast_form.set_values(dict(resolution=32, width=4, res_blocks=1, batch_size=2,
+                                    content_layer="relu2_2", style_layers="relu1_2,relu2_2"))
+    with qtbot.waitSignal(panel.jobFinished, timeout=60_000) as done:
+        assert panel.start_fast_training()
+        assert not panel.fast_train_button.isEnabled()
+    assert done.args == ["completed"]
+    assert list((tmp_path / "net" / "checkpoints").glob("ckpt_*.pt"))
+    assert panel.compare.after is not None  # the live grid of stylized fixed pictures
+    assert panel.chart.series_for("content").xs[-1] == 3
+    assert panel.fast_train_button.isEnabled()

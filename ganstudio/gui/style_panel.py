@@ -545,6 +545,12 @@ class StylePanel(QWidget):
         self.download_button.setEnabled(False)
         return True
 
+    def _weights_hint(self) -> str:
+        text = self.weights_status.text()
+        if self.download_button.isEnabled():
+            text += " — or press Download… to fetch it now."
+        return text
+
     def start_download(self) -> None:
         """Download torchvision's VGG-19 file in a background task, with a progress bar."""
         tools = self._tools()
@@ -615,7 +621,7 @@ class StylePanel(QWidget):
             self._say(str(e))
             return False
         if not self.refresh_weights_status():
-            self._say(self.weights_status.text())
+            self._say(self._weights_hint())
             return False
         self.run_dir = Path(tempfile.mkdtemp(prefix="ganstudio-style-"))
         settings = dict(total_steps=int(overrides["iterations"]), device=self.device_combo.currentText(),
@@ -648,7 +654,7 @@ class StylePanel(QWidget):
             self._say(str(e))
             return False
         if not self.refresh_weights_status():
-            self._say(self.weights_status.text())
+            self._say(self._weights_hint())
             return False
         settings = dict(total_steps=int(self.fast_steps.value()),
                         device=self.device_combo.currentText(), on_nan="stop",

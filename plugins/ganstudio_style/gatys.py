@@ -232,9 +232,11 @@ class StyleTransferJob(ImageJob):
         return total
 
     def train_step(self, real: None = None) -> dict[str, torch.Tensor]:
-        if self.iter_in_scale >= self.budgets[self.scale] and self.scale < len(self.sizes) - 1:
-            self._enter_scale(self.scale + 1, self.best_image)
+        # The engine may run steps under bf16 autocast; this job chooses its own precision
+        # (``mixed_precision``): L-BFGS and the Gram targets want fp32.
         with torch.autocast(self.device.type, enabled=False):
+            if self.iter_in_scale >= self.budgets[self.scale] and self.scale < len(self.sizes) - 1:
+                self._enter_scale(self.scale + 1, self.best_image)
             if self.use_lbfgs:
                 # One iteration: one loss evaluation (more with the line search).
                 self.opt.step(self._closure)

@@ -434,3 +434,15 @@ def test_fast_training_through_the_engine_then_apply(tmp_path, pictures, vgg_fil
         fast.load_style_net(bad)
     with pytest.raises(UserError, match="input not found"):
         fast.apply_to_paths(net, [tmp_path / "nothing.png"], tmp_path / "o")
+
+
+def test_engine_autocast_does_not_change_the_job(pictures, vgg_file):
+    """The engine may wrap steps in bf16 autocast; the job keeps fp32 unless asked."""
+    plain = make_job(pictures, vgg_file, optimizer="adam", scales=2, iterations=2, **SMALL_LAYERS)
+    cast = make_job(pictures, vgg_file, optimizer="adam", scales=2, iterations=2, **SMALL_LAYERS)
+    for _ in range(3):  # the third step enters the second scale
+        a = plain.train_step()["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            b = cast.train_step()["loss"]
+        assert b.dtype == torch.float32 and b.item() == pytest.approx(a.item(), rel=1e-6)
+    assert cast.status()["scale_px"] == 32

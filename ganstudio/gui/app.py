@@ -59,10 +59,33 @@ def build_window(args=None, settings=None, load: bool = True, probe: bool = Fals
     return app, window
 
 
+def _close_on_signals(app, window):
+    """Ctrl-C or SIGTERM in the terminal closes the window as the close button would
+    (without asking): the run stops, writes a checkpoint, and the thread is joined."""
+    import signal
+    from PySide6.QtCore import QTimer
+
+    def handler(signum, frame):
+        window.confirm_close = lambda: True
+        QTimer.singleShot(0, window.close)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread, or not supported here
+            pass
+    # Python runs signal handlers only between bytecodes: wake it up now and then.
+    waker = QTimer(app)
+    waker.timeout.connect(lambda: None)
+    waker.start(250)
+    return waker
+
+
 def run_studio(args) -> int:
     from PySide6.QtCore import QTimer
     probe = os.environ.get(PROBE_ENV, "") not in ("", "0")
     app, window = build_window(args, load=not probe, probe=probe)
+    _waker = _close_on_signals(app, window)
     if probe:
         def report() -> None:
             print(f"startup_seconds={process_age():.3f}", flush=True)

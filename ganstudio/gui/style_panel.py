@@ -786,7 +786,8 @@ class StylePanel(QWidget):
             net, _cfg, _step = tools.load_style_net(net_dir, dev)
             written, ms = tools.apply_to_paths(net, inputs, out, size, as_folder=True)
             first = tools.load_image(written[0]) if written else None
-            return written, ms, first
+            source = tools.expand_inputs(inputs)[0][0] if written else None
+            return written, ms, first, source
 
         self.apply_button.setEnabled(False)
         self._say("Applying the network…")
@@ -794,8 +795,11 @@ class StylePanel(QWidget):
         return True
 
     def _on_applied(self, result) -> None:
-        written, ms, first = result
+        written, ms, first, source = result
         self.apply_button.setEnabled(True)
+        if source is not None:
+            before = QImage(str(source))
+            self.compare.set_before(None if before.isNull() else before)
         if first is not None:
             arr = (first[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             self.result = np.ascontiguousarray(arr)

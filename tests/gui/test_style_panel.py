@@ -142,6 +142,7 @@ def test_apply_a_trained_network_from_the_panel(qtbot, panel, files, tmp_path):
     assert done.args == [3]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
     assert panel.result is not None and panel.result.shape == (20, 28, 3)
+    assert panel.compare.before is not None and panel.compare.before.width() == 28
     panel.apply_net.setText(str(tmp_path))
     with qtbot.waitSignal(panel.applyFinished, timeout=30_000) as done:
         panel.apply_network()

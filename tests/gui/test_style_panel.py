@@ -201,3 +201,14 @@ def test_train_a_fast_network_from_the_panel(qtbot, panel, files, tmp_path):
     assert panel.compare.after is not None  # the live grid of stylized fixed pictures
     assert panel.chart.series_for("content").xs[-1] == 3
     assert panel.fast_train_button.isEnabled()
+
+
+def test_the_studio_window_has_the_style_tab(make_window):
+    w = make_window()
+    titles = [w.tabs.tabText(i) for i in range(w.tabs.count())]
+    assert "Style transfer" in titles
+    tab = w.tabs.widget(titles.index("Style transfer"))
+    assert isinstance(w.style_panel, StylePanel)
+    assert tab is w.style_panel or tab.isAncestorOf(w.style_panel)  # maybe in a scroll area
+    tab = w.style_panel
+    assert {tab.modes.tabText(i) for i in range(tab.modes.count())} == {"Repaint", "Fast network"}

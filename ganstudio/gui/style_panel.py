@@ -17,6 +17,7 @@ of torchvision's ImageNet file with a progress bar, or a local file.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -623,7 +624,9 @@ class StylePanel(QWidget):
         if not self.refresh_weights_status():
             self._say(self._weights_hint())
             return False
+        self._remove_temp_run()
         self.run_dir = Path(tempfile.mkdtemp(prefix="ganstudio-style-"))
+        self._temp_run = self.run_dir  # previews and metrics of this job; removed later
         settings = dict(total_steps=int(overrides["iterations"]), device=self.device_combo.currentText(),
                         precision="fp32", on_nan="stop", checkpoint_every_s=0.0,
                         sample_every_steps=int(self.preview_every.value()), n_samples=1,
@@ -698,7 +701,17 @@ class StylePanel(QWidget):
             if self.session.running:
                 self.worker.stop()
             ok = self.session.join(timeout_ms)
-        return self.tasks.wait_all(timeout_ms) and ok
+        ok = self.tasks.wait_all(timeout_ms) and ok
+        if ok:
+            self._remove_temp_run()
+        return ok
+
+    def _remove_temp_run(self) -> None:
+        """Delete the temporary run folder of the previous optimisation (not while running)."""
+        temp = getattr(self, "_temp_run", None)
+        if temp is not None and not self.running:
+            shutil.rmtree(temp, ignore_errors=True)
+            self._temp_run = None
 
     def _set_running(self, on: bool) -> None:
         self.start_button.setEnabled(not on)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def run_job(spec, out: Path, name: str, device: str, **overrides) -> dict:
               "last_loss": rows[-1]["loss"] if rows else None,
               "peak_gpu_gib": round(peak, 2) if peak is not None else None}
     print(json.dumps(result), flush=True)
+    shutil.rmtree(run, ignore_errors=True)
     return result
 
 

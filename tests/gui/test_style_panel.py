@@ -81,6 +81,9 @@ def test_run_shows_losses_preview_and_result(qtbot, panel, files, tmp_path):
     panel.split_slider.setValue(40)
     assert panel.compare.split == pytest.approx(0.4)
     assert panel.compare.before is not None and panel.compare.after is not None
+    temp = panel.run_dir
+    assert (temp / "samples").is_dir()
+    assert panel.shutdown() and not temp.exists()  # the temporary run folder is cleaned up
 
 
 def test_stop_early_keeps_the_best_image(qtbot, panel, files):

@@ -48,6 +48,13 @@ class ClassicResult:
         return dict(vars(self))
 
 
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def _networks(spec: Any, config: dict, shape: tuple[int, int, int],
               device: torch.device) -> tuple[nn.Module, nn.Module]:
     model = spec.factory(config, shape, device)
@@ -93,9 +100,13 @@ def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torc
     criterion = nn.BCEWithLogitsLoss()
     fixed_noise = torch.randn(64, latent, 1, 1, device=device)
     real_label, fake_label = 1.0, 0.0
-    betas = (float(config.get("beta1", 0.5)), float(config.get("beta2", 0.999)))
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=float(config.get("lr_d", 2e-4)), betas=betas)
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=float(config.get("lr_g", 2e-4)), betas=betas)
+    # The example's optimiser settings (--lr 0.0002 --beta1 0.5), unless the config says
+    # otherwise with a number (a model may leave them at "auto" for its preset).
+    betas = (_number(config.get("beta1"), 0.5), _number(config.get("beta2"), 0.999))
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=_number(config.get("lr_d"), 2e-4),
+                             betas=betas)
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=_number(config.get("lr_g"), 2e-4),
+                             betas=betas)
     own_tmp = None
     if sample_dir is None:
         own_tmp = tempfile.TemporaryDirectory(prefix="ganstudio-classic-")

@@ -114,6 +114,7 @@ def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: s
             super().__init__()
             self.clock = QElapsedTimer()
             self.gaps_ms: list[float] = []
+            self.ticks: list[float] = []      # perf_counter() at each tick
             self.timer = QTimer(self)
             self.timer.setTimerType(Qt.TimerType.PreciseTimer)
             self.timer.setInterval(HEARTBEAT_MS)
@@ -126,6 +127,7 @@ def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: s
         @Slot()
         def tick(self) -> None:
             self.gaps_ms.append(self.clock.nsecsElapsed() / 1e6)
+            self.ticks.append(time.perf_counter())
             self.clock.restart()
 
     receiver = Receiver()
@@ -163,12 +165,20 @@ def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: s
     ips = images / seconds if seconds > 0 else 0.0
     gaps = heartbeat.gaps_ms[1:] or [0.0]
     longest = max(gaps)
+    # The same, only while training (first to last metrics point): preparing the data and
+    # the final checkpoint are outside it.
+    training = [0.0]
+    if len(probe.points) >= 2:
+        t_first, t_last = probe.points[0][0], probe.points[-1][0]
+        training += [g for g, t in zip(heartbeat.gaps_ms[1:], heartbeat.ticks[1:])
+                     if t_first <= t <= t_last]
     out: dict[str, Any] = {
         "images_per_s": ips, "images": images, "seconds": seconds,
         "headless_images_per_s": headless["images_per_s"],
         "ratio_vs_headless": ips / headless["images_per_s"] if headless["images_per_s"] else None,
         "heartbeat_ms": HEARTBEAT_MS, "heartbeat_ticks": len(heartbeat.gaps_ms),
         "longest_gap_ms": longest, "longest_stall_ms": max(0.0, longest - HEARTBEAT_MS),
+        "longest_stall_training_ms": max(0.0, max(training) - HEARTBEAT_MS),
         "gaps_over_50ms": sum(1 for g in gaps if g > 50.0),
         "metrics_received": len(receiver.metrics), "wall_s": wall,
         "thread_joined": bool(joined), "precision": precision,

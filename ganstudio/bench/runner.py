@@ -238,7 +238,8 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
             if "images_per_s" in g:
                 rep.say(f"studio worker: {g['images_per_s']:,.1f} images/s; ratio studio/headless: "
                         f"{g['ratio_vs_headless'] or 0:.2f}x; GUI heartbeat longest stall: "
-                        f"{g['longest_stall_ms']:.1f} ms")
+                        f"{g['longest_stall_ms']:.1f} ms "
+                        f"({g['longest_stall_training_ms']:.1f} ms while training)")
         if opts.wants("style"):
             rep.data["style"] = _guarded(lambda: _style_part(pm, work, opts, dev.type), rep,
                                          "style")

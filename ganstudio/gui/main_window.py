@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,7 @@ class MainWindow(QMainWindow):
         self._live_rows: list[dict] = []
         self._first_run_dir = self.options.run
         self.style_panel = None
+        self.style_error = ""
         self.probe = False  # start-up probe: leave the user's settings alone
 
         self.chart: Any = None
@@ -416,7 +418,11 @@ class MainWindow(QMainWindow):
             from ganstudio.gui.style_panel import StylePanel
             self.style_panel = StylePanel(self.pm, parent=self)
         except Exception as e:  # noqa: BLE001 - an optional panel must not stop the studio
+            import traceback
             self.style_panel = None
+            self.style_error = traceback.format_exc()
+            print(f"GAN Studio: style transfer panel unavailable:\n{self.style_error}",
+                  file=sys.stderr)
             self.statusBar().showMessage(f"Style transfer panel unavailable: {e}", 8000)
             return
         # The panel is tall; a scroll area keeps the window fitting on a laptop screen.

@@ -391,7 +391,11 @@ class MainWindow(QMainWindow):
         if opts.device:
             self.model_panel.set_device(opts.device)
         if opts.run and RunFolder(opts.run).exists():
-            self._prefill_from_run(opts.run)
+            try:
+                self._prefill_from_run(opts.run)
+            except UserError as e:
+                self.show_error(str(e))
+                opts.autostart = False
         if opts.set:
             try:
                 values = parse_set_args(opts.set)
@@ -435,7 +439,9 @@ class MainWindow(QMainWindow):
     def _prefill_from_run(self, run_dir: str | Path) -> dict:
         """Put a run's model, settings and data folder into the panels."""
         info = RunFolder(run_dir).read_info()
-        self.model_panel.select_model(info["model_id"])
+        if not self.model_panel.select_model(info["model_id"]):
+            raise UserError(f"run {Path(run_dir).name} was trained with model "
+                            f"'{info['model_id']}', which is not installed here")
         if self.model_panel.form is not None:
             self.model_panel.form.set_values({k: v for k, v in info["config"].items()
                                               if self.model_panel.current_spec().field(k)})

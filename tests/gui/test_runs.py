@@ -119,3 +119,12 @@ def test_exports(qtbot, tiny_window, finished_run, tmp_path, tiny_pm):
     assert len(files) == 5 and Image.open(files[0]).size == (16, 16)
     with pytest.raises(Exception, match=r"\.gif or \.mp4"):
         ex.export_timelapse(run_dir, tmp_path / "out" / "t.avi")
+
+
+def test_resuming_a_run_of_a_missing_model_says_so(qtbot, tiny_window, tmp_path):
+    run = RunFolder(tmp_path / "other")
+    run.create({"model_id": "stylegan9", "config": {}, "total_steps": 10})
+    w = tiny_window()
+    assert not w.resume_run(run.path)
+    assert "'stylegan9', which is not installed" in w.info_bar.label.text()
+    assert w.state == "idle" and w.session is None

@@ -92,7 +92,9 @@ def test_bench_cli_tiny_cpu_run_reports_every_part(image_folder, tmp_path, capsy
         gui = rep["gui"]
         assert "error" not in gui, gui
         assert gui["thread_joined"] is True and gui["metrics_received"] >= 1
-        assert gui["images_per_s"] > 0 and gui["ratio_vs_headless"] > 0
+        assert gui["images_per_s"] > 0 and len(gui["headless_runs_images_per_s"]) == 2
+        assert gui["ratio_vs_headless"] == pytest.approx(
+            gui["images_per_s"] / (sum(gui["headless_runs_images_per_s"]) / 2))
         assert gui["heartbeat_ticks"] >= 1
         assert 0 <= gui["longest_stall_training_ms"] <= gui["longest_stall_ms"]
     else:

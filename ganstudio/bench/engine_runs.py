@@ -111,8 +111,11 @@ def engine_settings(steps: int, warmup_steps: int, device: str, precision: str,
     extra = {}
     if "monitors" in EngineSettings.__dataclass_fields__:
         extra["monitors"] = bool(monitors)
+    # Also a metrics point every ``warmup_steps`` steps: one falls exactly at the end of the
+    # warm-up even when a whole run is shorter than the 100 ms logging period.
     return EngineSettings(total_steps=int(steps + warmup_steps), device=device,
-                          precision=precision, checkpoint_every_s=0.0, **extra)
+                          precision=precision, checkpoint_every_s=0.0,
+                          log_every_steps=max(0, int(warmup_steps)), **extra)
 
 
 def run_engine(spec: Any, folder: str | os.PathLike, run_dir: str | os.PathLike, *,

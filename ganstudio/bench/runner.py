@@ -297,10 +297,34 @@ def _guarded(fn: Callable[[], dict], rep: Report, part: str) -> dict:
 
 
 def _gui_part(spec, data, work, base, opts, steps, warm, cache, headline) -> dict:
-    from .gui import measure_gui
+    """The studio worker between two headless runs of the same settings, compared with
+    their mean: the machine's load drifts less over three neighbouring runs."""
+    from . import engine_runs
+    from .gui import _available, measure_gui
+    if headline is None or not _available("PySide6"):
+        return measure_gui(spec, data, work, base, device=opts.device, steps=steps,
+                           warmup_steps=warm, cache_dir=cache, headless=headline,
+                           monitors=opts.monitors)
+
+    def headless() -> dict:
+        r = engine_runs.run_engine(
+            spec, data, work / "run-headless", label="headless", overrides=base,
+            device=opts.device, precision=headline["precision"], steps=steps,
+            warmup_steps=warm, cache_dir=cache, monitors=opts.monitors)
+        return r.to_dict()
+
+    before = headless()
     out = measure_gui(spec, data, work, base, device=opts.device, steps=steps,
-                      warmup_steps=warm, cache_dir=cache, headless=headline,
+                      warmup_steps=warm, cache_dir=cache, headless=before,
                       monitors=opts.monitors)
+    if "images_per_s" not in out:
+        return out
+    after = headless()
+    runs = [before["images_per_s"], after["images_per_s"]]
+    mean = sum(runs) / 2
+    out["headless_runs_images_per_s"] = runs
+    out["headless_images_per_s"] = mean
+    out["ratio_vs_headless"] = out["images_per_s"] / mean if mean > 0 else None
     return out
 
 

@@ -89,9 +89,12 @@ def measure_style(pm: Any, work: Path, *, size: int, iterations: int,
     if run_dir.exists():
         shutil.rmtree(run_dir)
     probe = ThroughputProbe()
+    warm = min(10, max(1, iterations // 10))     # the first iterations build L-BFGS's history
+    # ``ganstudio stylize``'s settings, plus a metrics point every ``warm`` iterations (one
+    # at the end of the warm-up even when the whole job is shorter than 100 ms).
     settings = EngineSettings(total_steps=int(iterations), device=device, precision="fp32",
                               on_nan="stop", checkpoint_every_s=0, sample_every_s=10.0,
-                              keep_checkpoints=1, n_samples=1)
+                              keep_checkpoints=1, n_samples=1, log_every_steps=warm)
     engine = Engine(spec, run_dir, overrides=overrides, settings=settings, listeners=[probe],
                     plugin_version=pm.plugin_version(spec))
     t0 = time.perf_counter()
@@ -102,7 +105,6 @@ def measure_style(pm: Any, work: Path, *, size: int, iterations: int,
         return {"error": final.message, "model": spec.id}
     image = engine.model.result().float().cpu()      # waits for the device
     total_s = time.perf_counter() - t0
-    warm = min(10, max(1, iterations // 10))
     steps_done, seconds = probe.measure(warm, 1)
     evaluations = getattr(engine.model, "evaluations", None)
     out = {

@@ -225,7 +225,7 @@ class DCGAN(GANModel):
     def _d_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.ada is not None:
             self.augment.strength = self.ada.p
-        return self.augment(self.noise(x))
+        return self.augment(self.noise(x)).contiguous(memory_format=self.memory_format)
 
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         n = real.shape[0]

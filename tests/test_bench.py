@@ -159,3 +159,17 @@ def test_dataset_copy_stays_on_the_host_when_over_the_device_budget():
     batch = small.batch(4)
     assert batch.shape == (4, 3, 8, 8) and batch.dtype == torch.float32
     assert batch.min() >= -1 and batch.max() <= 1
+
+
+def test_classic_loop_sees_the_given_folder_as_one_class(tmp_path):
+    from ganstudio.bench.runner import _classic_root
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    work = tmp_path / "work"
+    root = _classic_root(first, work)
+    assert [p.name for p in root.iterdir()] == ["images"]
+    assert (root / "images").resolve() == first.resolve()
+    # the same work folder used for another --data folder follows it
+    assert (_classic_root(second, work) / "images").resolve() == second.resolve()

@@ -93,8 +93,10 @@ def _classic_root(data: Path, work: Path) -> Path:
     """ImageFolder wants class sub-folders: link the user's folder as the one class."""
     root = work / "classic-root"
     link = root / "images"
-    if link.is_symlink() or link.exists():
-        return root
+    if link.is_symlink():
+        if link.resolve() == data.resolve():
+            return root
+        link.unlink()                    # a work folder reused for another --data folder
     root.mkdir(parents=True, exist_ok=True)
     try:
         link.symlink_to(data.resolve(), target_is_directory=True)
@@ -129,7 +131,6 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                      "features": opts.features, "steps": steps, "warmup_steps": warm,
                      "workers": list(opts.workers), "large_batch": opts.large_batch,
                      "repeats": opts.repeats, "engine_monitors": opts.monitors},
-        "notes": [],
     })
     rep.say(f"device: {choice.name}; torch {torch.__version__}; "
             f"{os.cpu_count()} CPU(s); {steps} timed steps after {warm} warm-up steps")

@@ -110,6 +110,9 @@ def options_from_args(args: argparse.Namespace):
 def cmd_bench(args: argparse.Namespace) -> int:
     from ganstudio.bench.runner import run_benchmark
     opts = options_from_args(args)
+    if getattr(args, "plugins_dir", None):
+        from ganstudio.plugins import get_plugin_manager
+        get_plugin_manager(args.plugins_dir)   # the benchmark then uses this manager
     run_benchmark(opts, echo=lambda line: print(line, flush=True))
     if args.json and not args.quiet:
         print(f"report written to {args.json}", file=sys.stderr)

@@ -37,7 +37,8 @@ def create_app():
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("GAN Studio")
     app.setOrganizationName("GAN Studio")
-    app.setApplicationDisplayName("GAN Studio")
+    # No application display name: Qt would append it to every window title
+    # ("GAN Studio — run — GAN Studio"); the titles already name the studio.
     return app
 
 

@@ -70,7 +70,9 @@ class DatasetPanel(QWidget):
             self.set_folder(path)
 
     def set_folder(self, path: str, emit: bool = True) -> None:
-        self.folder = str(Path(path).expanduser())
+        # Absolute: the run folder records it, and a relative path breaks on reopening
+        # the run from another working directory.
+        self.folder = str(Path(path).expanduser().absolute())
         self.last_dir = str(Path(self.folder).parent)
         self.path_edit.setText(self.folder)
         self.path_edit.setToolTip(self.folder)

@@ -42,6 +42,12 @@ SHORTCUTS = {
 
 PROGRESS_KEYS = ("resolution", "alpha", "phase", "phase_progress")
 
+# The demo images are for a first look: settings light enough that a 2-core CPU shows
+# the samples changing within a minute (only keys the chosen model knows are applied;
+# the models' own defaults stay as they are).
+DEMO_SETTINGS = {"resolution": 32, "batch_size": 16, "g_features": 32, "d_features": 32}
+DEMO_STEPS = 3000
+
 
 @dataclass
 class StudioOptions:
@@ -144,6 +150,7 @@ class MainWindow(QMainWindow):
         self._last_metric: tuple[int, float] | None = None
         self._live_rows: list[dict] = []
         self._first_run_dir = self.options.run
+        self._demo_pending = False
         self.style_panel = None
         self.style_error = ""
         self.probe = False  # start-up probe: leave the user's settings alone
@@ -312,6 +319,9 @@ class MainWindow(QMainWindow):
         st = s.value("window/state")
         if isinstance(st, QByteArray) and not st.isEmpty():
             self.restoreState(st)
+        else:
+            # The settings form needs the height more than the thumbnail strip does.
+            self.resizeDocks([self.dataset_dock, self.model_dock], [250, 600], Qt.Vertical)
         sp = s.value("window/splitter")
         if isinstance(sp, QByteArray) and not sp.isEmpty():
             self.splitter.restoreState(sp)
@@ -390,6 +400,8 @@ class MainWindow(QMainWindow):
             self.model_panel.steps.setValue(int(opts.steps))
         if opts.device:
             self.model_panel.set_device(opts.device)
+        if self._demo_pending:
+            self.apply_demo_settings()
         if opts.run and RunFolder(opts.run).exists():
             try:
                 self._prefill_from_run(opts.run)
@@ -459,7 +471,28 @@ class MainWindow(QMainWindow):
             self.show_error(f"The demo images are missing ({folder}); "
                             "run resources/make_demo_dataset.py to create them.")
             return
+        self.apply_demo_settings()  # before the folder: the scan uses the resolution
         self.dataset_panel.set_folder(str(folder))
+
+    def apply_demo_settings(self) -> bool:
+        """Light settings for the demo images; applied once the models have loaded."""
+        form, spec = self.model_panel.form, self.model_panel.current_spec()
+        if form is None or spec is None:
+            self._demo_pending = True
+            return False
+        self._demo_pending = False
+        values = {}
+        for key, value in DEMO_SETTINGS.items():
+            f = spec.field(key)
+            if f is not None and (not f.choices or value in f.choices):
+                values[key] = value
+        form.set_values(values)
+        self.model_panel.steps.setValue(DEMO_STEPS)
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        self.statusBar().showMessage(
+            f"Demo settings for a quick first run: {shown}, {DEMO_STEPS:,} steps "
+            "(change them in the Model panel)", 15000)
+        return True
 
     def _on_folder(self, folder: str) -> None:
         if self.info_bar.kind == "welcome":
@@ -921,7 +954,7 @@ class MainWindow(QMainWindow):
                            self)
         if dlg.exec() != ExportDialog.Accepted:
             return
-        path = dlg.path.text().strip()
+        path = dlg.target()
         if not path:
             self.show_error("Choose where to save the export.")
             return

@@ -1,6 +1,8 @@
 """Small shared widgets: the message bar above the views and the export dialog."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Callable
 
 from PySide6.QtCore import Qt
@@ -77,7 +79,9 @@ class ExportDialog(QDialog):
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle(f"Export from {run_name}")
+        self.run_name = run_name
         self.last_dir = last_dir
+        self._path_edited = False  # the user typed or browsed: keep their path
         self.group = QButtonGroup(self)
         lay = QVBoxLayout(self)
         self.radios = {}
@@ -96,6 +100,8 @@ class ExportDialog(QDialog):
         form.addRow("Samples", self.count)
         form.addRow("Format", self.fmt)
         self.path = QLineEdit()
+        self.path.setMinimumWidth(320)
+        self.path.textEdited.connect(self._on_path_edited)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
@@ -108,6 +114,7 @@ class ExportDialog(QDialog):
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self.group.buttonToggled.connect(lambda *_: self._update())
+        self.fmt.currentTextChanged.connect(lambda _t: self._suggest_path())
         self._update()
 
     def kind(self) -> str:
@@ -116,9 +123,34 @@ class ExportDialog(QDialog):
     def _update(self) -> None:
         kind = self.kind()
         self.count.setEnabled(kind == "samples")
+        self.fmt.blockSignals(True)
         self.fmt.clear()
         self.fmt.addItems({"grid": [".png"], "samples": ["folder"], "timelapse": [".gif", ".mp4"],
                            "generator": [".safetensors", ".pt"]}[kind])
+        self.fmt.blockSignals(False)
+        self._suggest_path()
+
+    def _on_path_edited(self, text: str) -> None:
+        self._path_edited = bool(text.strip())
+
+    def _suggest_path(self) -> None:
+        """A ready-to-use file name (in the last export folder) until the user picks one."""
+        if self._path_edited:
+            return
+        kind, ext = self.kind(), self.fmt.currentText()
+        base = Path(self.last_dir).expanduser() if self.last_dir else Path.home()
+        name = f"{self.run_name}-{kind}" + ("" if kind == "samples" else ext)
+        self.path.setText(str(base / name))
+
+    def target(self) -> str:
+        """The chosen path, with the chosen format's extension when it was left off."""
+        path = self.path.text().strip()
+        ext = self.fmt.currentText()
+        if path and ext.startswith(".") and not path.lower().endswith(ext):
+            known = (".png", ".gif", ".mp4", ".safetensors", ".pt")
+            if not any(path.lower().endswith(k) for k in known):
+                path += ext
+        return path
 
     def _browse(self) -> None:
         kind = self.kind()
@@ -132,3 +164,4 @@ class ExportDialog(QDialog):
                 path += ext
         if path:
             self.path.setText(path)
+            self._path_edited = True

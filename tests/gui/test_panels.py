@@ -60,3 +60,45 @@ def test_style_tab_is_optional(qtbot, make_window, tiny_pm, monkeypatch):
     tabs = [w.tabs.tabText(i) for i in range(w.tabs.count())]
     assert tabs == ["Training", "Runs"] and w.style_panel is None
     assert w.buttons["start"].isEnabled()
+
+
+def test_demo_images_use_light_settings(qtbot, make_window, plugin_manager):
+    """The demo is a first look on a CPU: 32 px, small batch and narrow networks, applied to
+    the form (the model's own defaults stay); also when clicked before the models load."""
+    from ganstudio.gui.main_window import DEMO_SETTINGS, DEMO_STEPS, MainWindow, StudioOptions
+    from ganstudio.gui.resources import demo_dataset_dir
+    w = make_window(set=[])
+    spec = w.model_panel.current_spec()
+    assert spec.id == "dcgan" and spec.field("resolution").default == 64
+    w.use_demo_dataset()
+    values = w.model_panel.config()
+    assert {k: values[k] for k in DEMO_SETTINGS} == DEMO_SETTINGS
+    assert w.model_panel.steps.value() == DEMO_STEPS
+    assert w.dataset_panel.folder == str(demo_dataset_dir().absolute())
+    assert spec.field("resolution").default == 64 and spec.field("batch_size").default == 64
+    w.model_panel.reset_defaults()
+    assert w.model_panel.config()["resolution"] == 64
+
+    early = MainWindow(StudioOptions(model="dcgan", device="cpu"), w.settings)
+    qtbot.addWidget(early)
+    early.use_demo_dataset()  # models not loaded yet: remembered
+    assert early.model_panel.form is None
+    early.set_plugin_manager(plugin_manager)
+    assert early.model_panel.config()["batch_size"] == DEMO_SETTINGS["batch_size"]
+    early.tasks.wait_all()
+
+
+def test_export_dialog_suggests_a_path_with_the_right_extension(qtbot, tmp_path):
+    from ganstudio.gui.widgets import ExportDialog
+    dlg = ExportDialog("run1", has_grid=False, last_dir=str(tmp_path))
+    qtbot.addWidget(dlg)
+    assert dlg.kind() == "timelapse"
+    assert dlg.target() == str(tmp_path / "run1-timelapse.gif")
+    dlg.fmt.setCurrentText(".mp4")
+    assert dlg.target() == str(tmp_path / "run1-timelapse.mp4")
+    dlg.radios["generator"].setChecked(True)
+    assert dlg.target() == str(tmp_path / "run1-generator.safetensors")
+    dlg.path.setText(str(tmp_path / "mine"))
+    dlg.path.textEdited.emit(str(tmp_path / "mine"))
+    dlg.radios["timelapse"].setChecked(True)  # a typed path is kept; the extension added
+    assert dlg.target() == str(tmp_path / "mine.gif")

@@ -152,7 +152,11 @@ class MetricsChart(QWidget):
                 xs, ys = columns.setdefault(name, ([], []))
                 xs.append(step)
                 ys.append(float(value))
-        for name, (xs, ys) in columns.items():
+        # Losses first: a run folder's rows may list their keys alphabetically, and the
+        # first series decide which ones are shown by default (see default_visible).
+        ordered = sorted(columns, key=lambda n: not n.startswith("loss"))
+        for name in ordered:
+            xs, ys = columns[name]
             self.series_for(name).append(np.asarray(xs, float), np.asarray(ys, float))
         if columns:
             self._dirty = True

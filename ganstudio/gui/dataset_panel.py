@@ -49,6 +49,8 @@ class DatasetPanel(QWidget):
         self.skipped = QListWidget()
         self.skipped.setObjectName("skippedList")
         self.skipped.setMaximumHeight(110)
+        self.skipped.setWordWrap(True)  # the reasons are the point: never cut them off
+        self.skipped.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.skipped_label.setVisible(False)
         self.skipped.setVisible(False)
         lay = QVBoxLayout(self)
@@ -128,7 +130,7 @@ class DatasetPanel(QWidget):
         self.skipped.clear()
         for s in report.skipped:
             item = QListWidgetItem(f"{Path(s.path).name}: {s.reason}")
-            item.setToolTip(s.path)
+            item.setToolTip(f"{s.path}\n{s.reason}")
             self.skipped.addItem(item)
         has = bool(report.skipped)
         self.skipped_label.setText(f"Skipped files ({len(report.skipped)})")

@@ -32,6 +32,24 @@ def _tooltip(f: Field) -> str:
     return "\n".join(parts)
 
 
+# Short names in setting keys read better spelled as they are said.
+_WORDS = {"lr": "LR", "g": "G", "d": "D", "ema": "EMA", "gp": "GP", "fid": "FID", "kid": "KID",
+          "z": "z", "id": "ID", "rgb": "RGB", "ada": "ADA", "lod": "LOD", "msg": "MSG",
+          "vgg": "VGG", "tv": "TV"}
+
+
+def field_label(f: Field) -> str:
+    """The row label: the field's own label, else its name with abbreviations in capitals
+    (``lr_g`` -> "LR G", ``d_features`` -> "D features", ``ema_decay`` -> "EMA decay")."""
+    if f.label:
+        return f.label
+    words = [w for w in f.name.split("_") if w]
+    out = [_WORDS.get(w.lower(), w) for w in words]
+    if out and out[0] == words[0]:
+        out[0] = out[0][:1].upper() + out[0][1:]
+    return " ".join(out)
+
+
 def _fmt_float(v: float) -> str:
     return f"{v:g}"
 
@@ -80,7 +98,7 @@ class SettingsForm(QWidget):
         editor.setObjectName(f"field_{f.name}")
         editor.setToolTip(_tooltip(f))
         self.editors[f.name] = editor
-        form.addRow(f.title, editor if not isinstance(editor, QLineEdit) or f.type != "path"
+        form.addRow(field_label(f), editor if not isinstance(editor, QLineEdit) or f.type != "path"
                     else self._with_browse(editor))
         self._set(f, f.default)
 

@@ -80,6 +80,33 @@ def default_runs_root() -> Path:
     return Path.home() / "ganstudio-runs"
 
 
+def run_is_busy(run_dir: str | Path) -> bool:
+    """Whether another process (or window) holds the run's writer lock (``RUN/.lock``).
+
+    Read-only probe: a shared, non-blocking ``flock`` on the existing lock file, so a run
+    on a read-only share is simply "not busy". Windows: always False (no probe there).
+    """
+    lock = Path(run_dir) / ".lock"
+    if sys.platform == "win32" or not lock.is_file():
+        return False
+    import errno
+    import fcntl
+    import os
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def fmt_duration(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "--:--"
@@ -402,12 +429,18 @@ class MainWindow(QMainWindow):
             self.model_panel.set_device(opts.device)
         if self._demo_pending:
             self.apply_demo_settings()
+        follow_run = None
         if opts.run and RunFolder(opts.run).exists():
             try:
                 self._prefill_from_run(opts.run)
             except UserError as e:
                 self.show_error(str(e))
                 opts.autostart = False
+            if run_is_busy(opts.run):
+                # Another process trains it: follow it rather than fight over the folder.
+                follow_run, opts.autostart, self._first_run_dir = opts.run, False, None
+            elif not opts.autostart:
+                self.open_run(opts.run)  # its charts and grids; Start resumes it
         if opts.set:
             try:
                 values = parse_set_args(opts.set)
@@ -422,6 +455,10 @@ class MainWindow(QMainWindow):
         self._update_actions()
         if self.dataset_panel.folder:
             self.scan_dataset()
+        if follow_run is not None and self.watch_run(follow_run):
+            self.info_bar.show_message(
+                f"Another process is training {Path(follow_run).name}; following its "
+                "metrics and grids live.", "info", kind="watching")
         self.pluginsLoaded.emit()
         if opts.autostart:
             opts.autostart = False
@@ -621,6 +658,8 @@ class MainWindow(QMainWindow):
         self._set_state("preparing")
         self.status_labels["step"].setText("preparing…")
         self.session.start()
+        if resume:
+            self._load_history(run_dir)  # the run's earlier metrics and grids
         return True
 
     def pause_training(self) -> None:
@@ -658,10 +697,7 @@ class MainWindow(QMainWindow):
             self.show_error(str(e))
             return False
         self.tabs.setCurrentIndex(0)
-        started = self.start_training(resume_dir=run_dir)
-        if started:
-            self._load_history(Path(run_dir))
-        return started
+        return self.start_training(resume_dir=run_dir)
 
     def _load_history(self, run_dir: Path) -> None:
         """Existing metrics and grids of a resumed run, read in the background."""

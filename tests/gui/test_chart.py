@@ -80,3 +80,13 @@ def test_a_million_points_redraw_quickly(chart):
     assert chart.series["loss_d"].n == n + 3
     assert len(shown_x) < n / 50  # peak downsampling to the screen's width
     assert per_frame < 1.0, f"{per_frame:.3f} s per redraw of 1e6 points"
+
+
+def test_losses_are_shown_first_even_from_alphabetical_rows(chart):
+    """Rows read back from a run folder list keys alphabetically: the diagnostics before
+    the losses must still wait to be ticked."""
+    chart.add_rows([{"d_acc_fake": 0.5, "d_real": 0.7, "loss_d": 1.2, "loss_g": 0.8,
+                     "step": 1, "time": 0.1}])
+    shown = {n for n, s in chart.series.items() if s.visible}
+    assert shown == {"loss_d", "loss_g"}
+    assert [chart.metric_list.item(i).text() for i in range(2)] == ["loss_d", "loss_g"]

@@ -128,3 +128,28 @@ def test_resuming_a_run_of_a_missing_model_says_so(qtbot, tiny_window, tmp_path)
     assert not w.resume_run(run.path)
     assert "'stylegan9', which is not installed" in w.info_bar.label.text()
     assert w.state == "idle" and w.session is None
+
+
+def test_run_option_shows_history_or_follows_a_busy_run(qtbot, tiny_window, finished_run):
+    """``ganstudio gui --run RUN``: a finished run shows its charts and grids (Start resumes
+    it); a run that another process holds is followed live instead of trained twice."""
+    from ganstudio.gui.main_window import run_is_busy
+    run_dir, _engine = finished_run
+    assert not run_is_busy(run_dir)
+    w = tiny_window(run=str(run_dir))
+    qtbot.waitUntil(lambda: "loss_g" in w.chart.series and w.samples.current_step == 12,
+                    timeout=10_000)
+    assert w.chart.series["loss_g"].n == 6 and w.watcher is None
+    assert w._first_run_dir == str(run_dir)  # Start resumes it
+
+    lock = RunFolder(run_dir).lock()  # another writer
+    try:
+        assert run_is_busy(run_dir)
+        w2 = tiny_window(run=str(run_dir), autostart=True)
+        assert w2.watcher is not None and w2.session is None
+        assert w2.info_bar.kind == "watching"
+        qtbot.waitUntil(lambda: "loss_g" in w2.chart.series, timeout=10_000)
+        w2.stop_watching()
+    finally:
+        lock.release()
+    assert not run_is_busy(run_dir)

@@ -112,7 +112,8 @@ class GridView(QWidget):
         p = QPainter(self)
         if self.image is None or self.image.isNull():
             p.setPen(self.palette().placeholderText().color())
-            p.drawText(self.rect(), Qt.AlignCenter, "Samples appear here once training starts")
+            p.drawText(self.rect().adjusted(8, 0, -8, 0), Qt.AlignCenter | Qt.TextWordWrap,
+                       "Samples appear here once training starts")
             return
         p.setRenderHint(QPainter.SmoothPixmapTransform, False)
         p.drawImage(self.target_rect(), self.image)

@@ -80,6 +80,13 @@ def default_runs_root() -> Path:
     return Path.home() / "ganstudio-runs"
 
 
+def gui_wording(text: str) -> str:
+    """Engine advice speaks to the command line ("--set lr_d=0.0001"); in the window the
+    same advice names the setting to change in the Model panel."""
+    import re
+    return re.sub(r"--set\s+(\w+)=", r"setting \1=", text)
+
+
 def run_is_busy(run_dir: str | Path) -> bool:
     """Whether another process (or window) holds the run's writer lock (``RUN/.lock``).
 
@@ -201,6 +208,8 @@ class MainWindow(QMainWindow):
         self._chart_placeholder.setAlignment(Qt.AlignCenter)
         self.splitter.addWidget(self._chart_placeholder)
         self.splitter.addWidget(self.samples)
+        self.splitter.setChildrenCollapsible(False)
+        self.samples.setMinimumWidth(220)  # a saved wide layout must not squeeze the grid away
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.browser = RunBrowser(self.tasks)
@@ -792,7 +801,7 @@ class MainWindow(QMainWindow):
                  ("Resume anyway", self.resume_training),
                  ("Stop", self.stop_training)], kind="nan")
         elif event.kind in ("collapse", "imbalance"):
-            text = event.message
+            text = gui_wording(event.message)
             if f"step {event.step}" not in text.lower():
                 text = f"Step {event.step:,}: {text}"
             self.info_bar.show_message(text[:1].upper() + text[1:], "warning", kind=event.kind)

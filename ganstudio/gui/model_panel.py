@@ -38,6 +38,7 @@ class ModelPanel(QWidget):
         self.form_holder = QScrollArea()
         self.form_holder.setWidgetResizable(True)
         self.form_holder.setFrameShape(QScrollArea.NoFrame)
+        self.form_holder.setMinimumHeight(170)  # at least a few settings rows in view
 
         run_box = QGroupBox("Run")
         run_form = QFormLayout(run_box)

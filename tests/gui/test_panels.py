@@ -102,3 +102,17 @@ def test_export_dialog_suggests_a_path_with_the_right_extension(qtbot, tmp_path)
     dlg.path.textEdited.emit(str(tmp_path / "mine"))
     dlg.radios["timelapse"].setChecked(True)  # a typed path is kept; the extension added
     assert dlg.target() == str(tmp_path / "mine.gif")
+
+
+def test_engine_advice_names_settings_not_command_line_flags(qtbot, make_window):
+    from types import SimpleNamespace
+    from ganstudio.gui.main_window import gui_wording
+    assert gui_wording("try augmentation (--set augment=color,cutout) or --set lr_d=0.0001") \
+        == "try augmentation (setting augment=color,cutout) or setting lr_d=0.0001"
+    w = make_window()
+    w._on_warning(SimpleNamespace(step=377, kind="imbalance",
+                                  message="the discriminator wins; try --set d_pause=on"))
+    assert w.info_bar.kind == "imbalance"
+    assert w.info_bar.label.text() == \
+        "Step 377: the discriminator wins; try setting d_pause=on"
+    assert [m[:2] for m in w.chart.markers] == [(377, "imbalance")]

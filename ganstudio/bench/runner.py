@@ -260,6 +260,11 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
         if opts.wants("oom") and dev.type == "cuda":
             rep.data["oom"] = _guarded(lambda: _oom_part(spec, data, work, base, opts, cache),
                                        rep, "oom")
+            o = rep.data["oom"]
+            if "outcome" in o:
+                rep.say(f"out-of-memory check (batch 65536 at 128 px): {o['outcome']}: "
+                        f"{o['message'] or 'no message'}"
+                        + ("" if o["clear_message"] else " [NOT the expected clear message]"))
     finally:
         rep.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         rep.save()

@@ -840,7 +840,8 @@ class MainWindow(QMainWindow):
         if event.suggestion and "=" in event.suggestion and self.run_dir is not None:
             actions.append((f"Apply {event.suggestion} and resume",
                             lambda s=event.suggestion: self.apply_suggestion(s)))
-        where = f" The run folder keeps what was done: {self.run_dir}" if self.run_dir else ""
+        kept = self.run_dir is not None and RunFolder(self.run_dir).exists()
+        where = f" The run folder keeps what was done: {self.run_dir}" if kept else ""
         self.show_error(f"Training stopped with an error: {event.message}.{where}", actions,
                         kind="failed")
 

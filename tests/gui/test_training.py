@@ -200,3 +200,10 @@ def test_bad_folder_is_a_message_not_a_crash(qtbot, tiny_window, tmp_path):
     w.start_training()
     qtbot.waitUntil(lambda: w.state == "idle" and w.events_seen.get("failed"), timeout=30_000)
     assert "image files" in w.info_bar.label.text() and str(empty) in w.info_bar.label.text()
+    # no run folder was made: the message must not point at one
+    assert not w.run_dir.exists() and "run folder keeps" not in w.info_bar.label.text()
+    oom = tiny_window(set=["max_batch=4"])
+    oom.start_training()
+    qtbot.waitUntil(lambda: oom.state == "idle" and oom.events_seen.get("failed"),
+                    timeout=30_000)
+    assert oom.run_dir.exists() and "run folder keeps" in oom.info_bar.label.text()

@@ -115,11 +115,15 @@ class DatasetPanel(QWidget):
 
     def set_report(self, report, thumbs: np.ndarray | None = None) -> None:
         """Show a DatasetReport and thumbnails (N, C, H, W) uint8."""
-        src = " (cached)" if getattr(report, "from_cache", False) else ""
+        colour = {1: "grayscale", 3: "colour"}.get(report.channels,
+                                                   f"{report.channels} channels")
+        n_skip = len(report.skipped)
+        skipped = "none skipped" if not n_skip else (
+            f"<b>{n_skip:,}</b> file{'s' if n_skip != 1 else ''} skipped (listed below)")
+        src = " Read from the cache." if getattr(report, "from_cache", False) else ""
         self.info.setText(f"<b>{report.used:,}</b> images, trained at "
-                          f"<b>{report.resolution}×{report.resolution}</b> px, "
-                          f"{report.channels} channel(s){src}; "
-                          f"{len(report.skipped)} skipped")
+                          f"<b>{report.resolution}×{report.resolution}</b> px in {colour}; "
+                          f"{skipped}.{src}")
         if thumbs is not None:
             self.thumbs.clear()
             for arr in thumbs[:THUMBS]:

@@ -11,6 +11,10 @@ def test_dataset_panel_reports_images_and_skipped_files(qtbot, tiny_window, imag
     panel = w.dataset_panel
     qtbot.waitUntil(lambda: panel.skipped.count() == 1, timeout=20_000)
     assert "<b>20</b> images" in panel.info.text() and "16×16" in panel.info.text()
+    assert "in colour; <b>1</b> file skipped (listed below)" in panel.info.text()
+    tip = panel.skipped.item(0).toolTip()  # the full path and the whole reason
+    assert str(image_dir / "broken.png") in tip and "not an image" in tip
+    assert panel.skipped.wordWrap()
     assert panel.thumbs.count() == 20
     item = panel.skipped.item(0).text()
     assert item.startswith("broken.png: ") and "not an image" in item

@@ -913,6 +913,11 @@ class MainWindow(QMainWindow):
             self._show_run(run_dir, info)
             self.chart.add_rows(rows)
             self.samples.set_frames(frames)
+            last = max([r["step"] for r in rows if isinstance(r.get("step"), int)]
+                       + [s for s, _ in frames], default=None)
+            if last is not None:
+                total = f" / {self.total_steps:,}" if self.total_steps else ""
+                self.status_labels["step"].setText(f"step {last:,}{total}")
             self.runOpened.emit(str(run_dir))
 
         self.tasks.start(work, done, lambda msg, _tb: self.show_error(msg))

@@ -50,6 +50,9 @@ def apply_theme(app: QApplication, name: str) -> str:
         qss = theme_path(name).read_text(encoding="utf-8")
     except OSError:
         qss = ""  # a missing style sheet leaves the palette, which is readable on its own
+    # Style sheets name the icons folder as @ICONS@ (url() paths are not file-relative).
+    from .resources import resources_dir
+    qss = qss.replace("@ICONS@", (resources_dir() / "icons").as_posix())
     app.setStyleSheet(qss)
     app.setProperty("ganstudio_theme", name)
     return name

@@ -88,3 +88,22 @@ def test_run_option_points_the_browser_at_its_folder(qtbot, make_window, tiny_pm
     w = make_window(pm=tiny_pm, model="tiny", set=[], runs_root=None,
                     run=str(tmp_path / "elsewhere" / "RUN"))
     assert w.browser.root == str(tmp_path / "elsewhere")
+
+
+def test_dark_theme_check_marks_point_at_a_real_icon(qtbot):
+    """Check boxes (metric toggles) are drawn by the style sheet in the dark theme; the
+    tick image must resolve to a file, or every box would look unticked."""
+    import re
+    from pathlib import Path
+    from PySide6.QtWidgets import QApplication
+    from ganstudio.gui.theme import apply_theme
+    app = QApplication.instance()
+    before = (app.styleSheet(), app.palette(), app.property("ganstudio_theme"))
+    try:
+        apply_theme(app, "dark")
+        urls = re.findall(r"url\(([^)]+)\)", app.styleSheet())
+        assert urls and all(Path(u).is_file() for u in urls)
+    finally:
+        app.setStyleSheet(before[0])
+        app.setPalette(before[1])
+        app.setProperty("ganstudio_theme", before[2])

@@ -140,6 +140,7 @@ def test_run_option_shows_history_or_follows_a_busy_run(qtbot, tiny_window, fini
     qtbot.waitUntil(lambda: "loss_g" in w.chart.series and w.samples.current_step == 12,
                     timeout=10_000)
     assert w.chart.series["loss_g"].n == 6 and w.watcher is None
+    assert w.status_labels["step"].text() == "step 12 / 12"
     assert w._first_run_dir == str(run_dir)  # Start resumes it
 
     lock = RunFolder(run_dir).lock()  # another writer

@@ -185,6 +185,7 @@ class MainWindow(QMainWindow):
         self._live_rows: list[dict] = []
         self._first_run_dir = self.options.run
         self._demo_pending = False
+        self._demo_undo: tuple | None = None  # (model id, settings, steps) before the demo
         self.style_panel = None
         self.style_error = ""
         self.probe = False  # start-up probe: leave the user's settings alone
@@ -532,6 +533,10 @@ class MainWindow(QMainWindow):
             f = spec.field(key)
             if f is not None and (not f.choices or value in f.choices):
                 values[key] = value
+        if self._demo_undo is None:  # what to put back when the user's own folder comes
+            current = form.values() if form is not None else {}
+            self._demo_undo = (spec.id, {k: current[k] for k in values if k in current},
+                               self.model_panel.steps.value())
         form.set_values(values)
         self.model_panel.steps.setValue(DEMO_STEPS)
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
@@ -540,9 +545,32 @@ class MainWindow(QMainWindow):
             "(change them in the Model panel)", 15000)
         return True
 
+    def _undo_demo_settings(self) -> None:
+        """The user's own folder after the demo: put back the settings the demo lightened
+        (those still at the demo's values), so real images train at the model's settings."""
+        undo, self._demo_undo = self._demo_undo, None
+        form, spec = self.model_panel.form, self.model_panel.current_spec()
+        if undo is None or form is None or spec is None or spec.id != undo[0]:
+            return
+        model_id, before, steps = undo
+        try:
+            now = form.values()
+        except ConfigError:
+            now = {}
+        back = {k: v for k, v in before.items() if now.get(k) == DEMO_SETTINGS.get(k)}
+        form.set_values(back)
+        if self.model_panel.steps.value() == DEMO_STEPS:
+            self.model_panel.steps.setValue(steps)
+        if back:
+            self.statusBar().showMessage(
+                "Your images: the demo's light settings are undone ("
+                + ", ".join(f"{k}={v}" for k, v in back.items()) + ")", 10000)
+
     def _on_folder(self, folder: str) -> None:
         if self.info_bar.kind == "welcome":
             self.info_bar.dismiss()
+        if self._demo_undo is not None and Path(folder) != demo_dataset_dir().absolute():
+            self._undo_demo_settings()
         self.settings.setValue("last_data_folder", folder)
         self.scan_dataset()
         self._update_actions()

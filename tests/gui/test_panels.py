@@ -120,3 +120,17 @@ def test_engine_advice_names_settings_not_command_line_flags(qtbot, make_window)
     assert w.info_bar.label.text() == \
         "Step 377: the discriminator wins; try setting d_pause=on"
     assert [m[:2] for m in w.chart.markers] == [(377, "imbalance")]
+
+
+def test_own_folder_after_the_demo_gets_the_models_settings_back(qtbot, make_window,
+                                                                  image_dir):
+    from ganstudio.gui.main_window import DEMO_SETTINGS
+    w = make_window(set=[], steps=7000)
+    w.use_demo_dataset()
+    assert w.model_panel.config()["resolution"] == DEMO_SETTINGS["resolution"]
+    w.model_panel.form.set_values({"batch_size": 24})  # the user's own change stays
+    w.dataset_panel.set_folder(str(image_dir))
+    cfg = w.model_panel.config()
+    assert (cfg["resolution"], cfg["g_features"], cfg["d_features"]) == (64, 64, 64)
+    assert cfg["batch_size"] == 24 and w.model_panel.steps.value() == 7000
+    w.tasks.wait_all()

@@ -38,7 +38,7 @@ def _spec(model_id: str):
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        _sync(device)
+        torch.cuda.synchronize(device)
 
 
 def _bf16_ok(device: torch.device) -> bool:

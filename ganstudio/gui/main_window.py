@@ -575,6 +575,25 @@ class MainWindow(QMainWindow):
         self.scan_dataset()
         self._update_actions()
 
+    def show_setting_error(self, error: Exception) -> None:
+        """A refused setting: say which one (by its label) and put the cursor on it."""
+        import re
+        from .forms import field_label
+        message = str(error)
+        m = re.search(r"setting '(\w+)'", message)
+        spec, form = self.model_panel.current_spec(), self.model_panel.form
+        f = spec.field(m.group(1)) if (m and spec is not None) else None
+        if f is None or form is None or f.name not in form.editors:
+            self.show_error(message)
+            return
+        editor = form.editors[f.name]
+        if form.advanced_box is not None and f.advanced:
+            form.advanced_box.setChecked(True)
+        self.model_dock.show()
+        self.model_panel.form_holder.ensureWidgetVisible(editor)
+        editor.setFocus()
+        self.show_error(f"Check “{field_label(f)}” in the Model panel: {message}", kind="setting")
+
     def _on_model_changed(self, _model_id: str) -> None:
         self._update_actions()
 
@@ -657,7 +676,7 @@ class MainWindow(QMainWindow):
         try:
             config = self.model_panel.config()
         except ConfigError as e:
-            self.show_error(str(e))
+            self.show_setting_error(e)
             return False
         resume = False
         if resume_dir is not None:

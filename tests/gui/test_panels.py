@@ -134,3 +134,15 @@ def test_own_folder_after_the_demo_gets_the_models_settings_back(qtbot, make_win
     assert (cfg["resolution"], cfg["g_features"], cfg["d_features"]) == (64, 64, 64)
     assert cfg["batch_size"] == 24 and w.model_panel.steps.value() == 7000
     w.tasks.wait_all()
+
+
+def test_a_refused_setting_is_named_and_focused(qtbot, make_window):
+    w = make_window(set=[])
+    w.activateWindow()
+    editor = w.model_panel.form.editors["lr_g"]
+    editor.setText("fast")
+    assert not w.start_training() and w.session is None
+    text = w.info_bar.label.text()
+    assert text.startswith("Check “LR G” in the Model panel:") and "'fast'" in text
+    assert w.info_bar.kind == "setting"
+    qtbot.waitUntil(lambda: editor.hasFocus(), timeout=2000)

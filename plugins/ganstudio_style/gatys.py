@@ -1,8 +1,10 @@
 """Neural style transfer by optimisation (Gatys, Ecker and Bethge, 2016).
 
 One engine step = one optimiser iteration on the image: for L-BFGS one
-``optimizer.step(closure)`` with ``max_iter=1`` (the optimiser keeps its
-curvature history between steps), for Adam one gradient step. The loss is
+iteration of :class:`~ganstudio_style.lbfgs.DeviceLBFGS` (torch's L-BFGS
+iteration without its host reads; the curvature history is kept between
+steps; with ``line_search`` torch's ``LBFGS`` with the strong-Wolfe search),
+for Adam one gradient step. No step reads a value back to the host. The loss is
 content (feature MSE on one deep layer) + style (Gram-matrix MSE on several
 layers, per-layer weights, several styles blended by weight) + total variation.
 
@@ -11,9 +13,17 @@ Large outputs are made coarse-to-fine: the iterations are shared among scales
 of the previous one. The best image of the current scale (lowest total loss)
 is kept on the device without a host sync, so stopping early returns the
 best so far.
+
+cuDNN autotuning (``torch.backends.cudnn.benchmark``, which the engine turns on
+for CUDA) is off for this job's VGG passes: every new input shape (content,
+each style, each scale, forward and backward) would be timed anew, costing
+seconds, and its trial workspaces made the peak memory of a 512 px job tens of
+GiB (the largest block the GPU could give). cuDNN's own choice for VGG's 3x3
+convolutions is close to the fastest.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -27,6 +37,7 @@ from ganstudio.core.model import ImageJob
 from .imaging import load_image, parse_numbers, resize_tensor, split_paths
 from .losses import (blended_grams, combine_luminance, content_loss, gram_matrix, luminance,
                      match_luminance, style_loss, tv_loss)
+from .lbfgs import DeviceLBFGS
 from .vgg import LAYER_INDEX, load_vgg
 
 DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
@@ -155,7 +166,18 @@ class StyleTransferJob(ImageJob):
         self.evaluations = 0
         self.scale = -1
         self.iter_in_scale = 0
-        self._enter_scale(0, None)
+        with self._no_autotune():
+            self._enter_scale(0, None)
+
+    @contextlib.contextmanager
+    def _no_autotune(self):
+        """cuDNN's heuristic algorithm choice instead of timing every shape (see above)."""
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.benchmark = before
 
     # -- scales ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -189,11 +211,14 @@ class StyleTransferJob(ImageJob):
         self.best_image = self.image.detach().clone()
         self.best_loss = torch.full((), float("inf"), device=self.device)
         if self.use_lbfgs:
-            # max_iter=1: the engine calls step() once per iteration; history kept across calls.
+            # One iteration per engine step; history kept across steps.
             history = 50 if content.numel() <= 3 * 1024 * 1024 else 20
-            self.opt = torch.optim.LBFGS(
-                [self.image], lr=1.0, max_iter=1, history_size=history,
-                line_search_fn="strong_wolfe" if self.config["line_search"] else None)
+            if self.config["line_search"]:
+                # The strong-Wolfe search decides on values: host reads are inherent.
+                self.opt = torch.optim.LBFGS([self.image], lr=1.0, max_iter=1,
+                                             history_size=history, line_search_fn="strong_wolfe")
+            else:
+                self.opt = DeviceLBFGS(self.image, lr=1.0, history_size=history)
         else:
             self.opt = torch.optim.Adam([self.image], lr=float(self.config["lr"]))
 
@@ -234,7 +259,7 @@ class StyleTransferJob(ImageJob):
     def train_step(self, real: None = None) -> dict[str, torch.Tensor]:
         # The engine may run steps under bf16 autocast; this job chooses its own precision
         # (``mixed_precision``): L-BFGS and the Gram targets want fp32.
-        with torch.autocast(self.device.type, enabled=False):
+        with torch.autocast(self.device.type, enabled=False), self._no_autotune():
             if self.iter_in_scale >= self.budgets[self.scale] and self.scale < len(self.sizes) - 1:
                 self._enter_scale(self.scale + 1, self.best_image)
             if self.use_lbfgs:
@@ -290,7 +315,8 @@ class StyleTransferJob(ImageJob):
         scale = int(state["scale"])
         if not 0 <= scale < len(self.sizes):
             raise ValueError(f"saved scale {scale} does not exist for size {self.size}")
-        self._enter_scale(scale, None)
+        with self._no_autotune():
+            self._enter_scale(scale, None)
         image = state["image"].to(self.device)
         if image.shape != self.image.shape:
             raise ValueError(f"saved image is {tuple(image.shape)}, this job makes "

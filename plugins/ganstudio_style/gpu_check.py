@@ -10,7 +10,9 @@ Pictures: ``--content`` / ``--style`` (default: scikit-learn's bundled
 photographs china.jpg and flower.jpg when installed, else generated patterns).
 Weights: ``--vgg-weights`` or torchvision's cached file; when neither exists a
 random VGG-19 is used (timings are the same; the pictures are not artistic).
-Writes the images and a JSON summary to ``--out``.
+Writes the images and a JSON summary to ``--out``. ``peak_gpu_gib`` is each
+job's own peak (the counters are reset before each job); ``prepare_s`` is the
+first job's CUDA/cuDNN start-up plus loading VGG and computing the targets.
 """
 from __future__ import annotations
 
@@ -62,6 +64,10 @@ def run_job(spec, out: Path, name: str, device: str, **overrides) -> dict:
                     settings=EngineSettings(total_steps=steps, device=device, precision="fp32",
                                             checkpoint_every_s=0, sample_every_s=1e9,
                                             on_nan="stop", n_samples=1))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        # Each job's own peak (not the largest of all jobs so far in this process).
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     engine.prepare()
     _sync(device)

@@ -842,7 +842,7 @@ class MainWindow(QMainWindow):
         self.chart.add_marker(event.step, event.kind, event.message)
         if event.kind == "nan":
             self.info_bar.show_message(
-                f"Training paused: {event.message}", "error",
+                f"Training paused: {gui_wording(event.message)}", "error",
                 [("Roll back to last checkpoint with lower learning rate",
                   lambda: self.rollback(0.5)),
                  ("Resume anyway", self.resume_training),
@@ -853,7 +853,7 @@ class MainWindow(QMainWindow):
                 text = f"Step {event.step:,}: {text}"
             self.info_bar.show_message(text[:1].upper() + text[1:], "warning", kind=event.kind)
         else:
-            self.statusBar().showMessage(event.message, 8000)
+            self.statusBar().showMessage(gui_wording(event.message), 8000)
 
     def _on_paused(self, event: Any) -> None:
         self._count("paused")

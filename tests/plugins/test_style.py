@@ -446,3 +446,83 @@ def test_engine_autocast_does_not_change_the_job(pictures, vgg_file):
             b = cast.train_step()["loss"]
         assert b.dtype == torch.float32 and b.item() == pytest.approx(a.item(), rel=1e-6)
     assert cast.status()["scale_px"] == 32
+
+
+# -- L-BFGS without host reads ----------------------------------------------------------------
+def _quartic_bowl(n: int = 30):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    a = a @ a.T / n + 0.1 * torch.eye(n)
+    b = torch.randn(n, generator=g)
+    return lambda x: 0.5 * x @ a @ x - b @ x + 0.05 * (x ** 4).sum(), torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize("kind", ["quartic", "linear"])
+def test_device_lbfgs_follows_torch_lbfgs(kind):
+    """Same iterates as torch.optim.LBFGS(max_iter=1), history eviction included; a linear
+    loss gives y = 0 pairs, which both must reject (torch skips them, ours masks them)."""
+    from ganstudio_style.lbfgs import DeviceLBFGS
+    f, x0 = _quartic_bowl()
+    if kind == "linear":
+        c = torch.linspace(-1, 1, x0.numel())
+        f = lambda x: (c * x).sum()  # noqa: E731
+    xa, xb = x0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+    ref = torch.optim.LBFGS([xa], lr=1.0, max_iter=1, history_size=4)
+    ours = DeviceLBFGS(xb, lr=1.0, history_size=4)
+
+    def closure(opt, x):
+        def run():
+            opt.zero_grad()
+            loss = f(x)
+            loss.backward()
+            return loss
+        return run
+    losses_seen = []
+    for _ in range(25):
+        la, lb = ref.step(closure(ref, xa)), ours.step(closure(ours, xb))
+        assert lb.item() == pytest.approx(la.item(), rel=1e-4, abs=1e-4)
+        assert torch.allclose(xa, xb, atol=1e-4)
+        losses_seen.append(lb.item())
+    assert ours.count == 4  # the ring is full: older pairs were evicted
+    if kind == "quartic":
+        assert losses_seen[-1] < losses_seen[0] - 20  # it really optimised (about -10.8)
+
+
+def test_device_lbfgs_does_not_move_at_a_minimum():
+    from ganstudio_style.lbfgs import DeviceLBFGS
+    x = torch.ones(5, requires_grad=True)
+    opt = DeviceLBFGS(x)
+    def closure():
+        opt.zero_grad()
+        loss = ((x - 1) ** 2).sum()
+        loss.backward()
+        return loss
+    for _ in range(3):
+        assert opt.step(closure).item() == 0.0
+    assert torch.equal(x.detach(), torch.ones(5))  # zero gradient: no step, no NaN
+
+
+def test_lbfgs_job_step_reads_nothing_back(pictures, vgg_file, monkeypatch):
+    """On a GPU every value read back waits for the device: a step must not read any (and
+    the job must not make cuDNN time every new shape, nor leave that setting changed)."""
+    job = make_job(pictures, vgg_file, scales=2, iterations=4, **SMALL_LAYERS)
+    seen = []
+    real_losses = job.losses
+
+    def losses(image):
+        seen.append(torch.backends.cudnn.benchmark)
+        return real_losses(image)
+    monkeypatch.setattr(job, "losses", losses)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    reads = []
+    for name in ("item", "__bool__", "__float__", "tolist"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _r=real, _n=name, **k: reads.append(_n) or _r(self, *a, **k))
+    for _ in range(4):  # the third step enters the second scale
+        job.train_step()
+    restored = torch.backends.cudnn.benchmark
+    monkeypatch.undo()
+    assert reads == []
+    assert seen == [False] * 4 and restored is True
+    assert job.evaluations == 4 and job.status()["scale_px"] == 32

@@ -18,8 +18,8 @@ cuDNN autotuning (``torch.backends.cudnn.benchmark``, which the engine turns on
 for CUDA) is off for this job's VGG passes: every new input shape (content,
 each style, each scale, forward and backward) would be timed anew, costing
 seconds, and its trial workspaces made the peak memory of a 512 px job tens of
-GiB (the largest block the GPU could give). cuDNN's own choice for VGG's 3x3
-convolutions is close to the fastest.
+GiB (the largest block the GPU could give). For VGG's plain 3x3 convolutions
+cuDNN's heuristic choice is usually close to the fastest.
 """
 from __future__ import annotations
 

@@ -127,12 +127,12 @@ class DeviceLBFGS:
             loss = closure()
         # Full fp32 products: TF32 (when enabled for matmuls) would round the dot
         # products the curvature pairs depend on.
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
         try:
             self._update()
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.set_float32_matmul_precision(precision)
         return loss
 
     @torch.no_grad()

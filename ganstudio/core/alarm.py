@@ -35,6 +35,7 @@ from .quality import FeatureExtractor, RandomFeatures, mean_pairwise_distance
 @dataclass
 class AlarmSettings:
     collapse_ratio: float = 0.35      # diversity below this fraction of the data's = collapse
+    rising: float = 1.1               # ... unless it grew this much since the last check
     d_win_accuracy: float = 0.97      # D right this often on both real and fake ...
     d_win_auc: float = 0.995          # ... and separating them this cleanly = imbalance
     overfit_auc: float = 0.8          # D prefers training over held-out images this often
@@ -113,7 +114,13 @@ class BalanceAlarm:
         ratio = div / self.real_diversity if self.real_diversity > 0 else 0.0
         values["diversity"] = round(ratio, 4)
         judge = step >= s.start_step
-        if self._verdict("collapse", judge and ratio < s.collapse_ratio):
+        # Early samples (and an averaged generator's) all look alike while diversity
+        # climbs: that is learning, not collapse. Only low diversity that is not
+        # growing counts as a bad check.
+        previous = getattr(self, "_last_ratio", None)
+        growing = previous is not None and ratio > previous * s.rising
+        self._last_ratio = ratio
+        if self._verdict("collapse", judge and ratio < s.collapse_ratio and not growing):
             warnings.append(("collapse", (
                 f"samples look alike (mode collapse): the fixed-noise samples are only "
                 f"{_pct(ratio)} as varied as your images. Try the default preset "

@@ -173,3 +173,25 @@ def test_engine_emits_collapse_warning_and_logs_values(tmp_path):
     assert [l["step"] for l in lines if "kid" in l] == [75, 150]
     assert all(l["kid"] > 0 for l in lines if "kid" in l)
     assert "mode collapse" in (tmp_path / "run" / "events.log").read_text()
+
+
+def test_low_but_growing_diversity_is_learning_not_collapse():
+    """Early samples look alike while diversity climbs: no warning until it stops growing."""
+    real = shapes(48, seed=0)
+    alarm = BalanceAlarm(real, settings=SETTINGS)
+    z = torch.randn(48, 4)
+    base = shapes(1, seed=9).expand(48, -1, -1, -1)
+    varied = shapes(48, seed=5)
+    found, ratios = [], []
+    for i, step in enumerate((10, 20, 30, 40)):
+        mix = (0.02, 0.04, 0.08, 0.16)[i]   # samples drift apart: diversity keeps rising
+        values, warnings = alarm.check(FakeModel(base + mix * (varied - base)), z, step)
+        ratios.append(values["diversity"])
+        found += warnings
+    assert all(b > a * 1.1 for a, b in zip(ratios, ratios[1:]))
+    assert ratios[-1] < SETTINGS.collapse_ratio     # still low: only the growth keeps it quiet
+    assert found == []
+    stuck = base + 0.15 * (varied - base)           # growth stops at a low diversity
+    for step in (50, 60):
+        found += alarm.check(FakeModel(stuck), z, step)[1]
+    assert [k for k, _ in found] == ["collapse"]

@@ -38,6 +38,14 @@ def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
     return max(1, min(channel_max, channel_base // resolution))
 
 
+
+def fade(old: torch.Tensor, new: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Blend the previous scale's output into the new block's: (1 - alpha) * old + alpha * new.
+
+    In float32: under bf16 autocast the two branches can arrive in different dtypes."""
+    return torch.lerp(old.float(), new.float(), alpha)
+
+
 class Generator(nn.Module):
     """z -> image. ``forward(z)`` uses the stored level/alpha (the current training state)."""
 
@@ -92,7 +100,7 @@ class Generator(nn.Module):
         img = self.to_rgb[level](self._block(level, x))
         if alpha < 1.0:  # fade-in: the previous resolution's output, scaled up
             old = upscale2x(self.to_rgb[level - 1](x))
-            img = torch.lerp(old, img, alpha)
+            img = fade(old, img, alpha)
         return img
 
     def forward_all(self, z: torch.Tensor) -> list[torch.Tensor]:
@@ -162,7 +170,7 @@ class Discriminator(nn.Module):
             x = self._block(level, x)
             if alpha < 1.0:  # fade-in: the previous resolution's path on the halved image
                 old = self._from_rgb(level - 1, downscale2x(img))
-                x = torch.lerp(old, x, alpha)
+                x = fade(old, x, alpha)
         for k in range(level - 1, 0, -1):
             x = self._block(k, x)
         return self._final(x)

@@ -340,6 +340,28 @@ def test_engine_run_through_growth_phases_and_exact_resume_mid_fade(tmp_path):
     assert torch.equal(full.model.sample(z), again.model.sample(z))
 
 
+def test_fade_in_runs_under_bf16_autocast(tmp_path):
+    """GPUs train under bf16 autocast by default: the fade-in blends branches of mixed dtypes."""
+    engine = _engine(tmp_path / "bf16", 12)
+    engine.settings.precision = "bf16"
+    engine.prepare()
+    assert engine.device.autocast_dtype == torch.bfloat16
+    done = engine.run_loop()
+    assert done.reason == "completed", done
+    lines = _metrics(tmp_path / "bf16")
+    assert any(0 < m["alpha"] < 1 for m in lines)          # it went through a fade-in
+    assert all(math.isfinite(m["loss_d"]) for m in lines)
+
+
+def test_fade_blends_branches_of_different_dtypes():
+    # on CUDA, autocast runs upsampling in float32 and convolutions in bf16
+    from ganstudio_progan.networks import fade
+    old = torch.zeros(2, 3, dtype=torch.float32)
+    new = torch.ones(2, 3, dtype=torch.bfloat16)
+    out = fade(old, new, 0.25)
+    assert out.dtype == torch.float32 and torch.allclose(out, torch.full((2, 3), 0.25))
+
+
 def test_cli_trains_progan_on_a_folder(image_folder, tmp_path, capsys):
     from ganstudio.cli import main
     out = tmp_path / "run"

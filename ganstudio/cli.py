@@ -17,6 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+# Before torch is imported (OpenMP reads it once): idle OpenMP threads sleep instead of
+# spinning. With the default (spin) policy, training from the main thread on a 2-core CPU
+# burned 29-43 ms of CPU per image against 22-23 ms with this (DCGAN, 64 px); the spinning
+# threads compete with the working ones. A value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _EXTRA_COMMANDS = ("ganstudio.cli_stylize", "ganstudio.cli_bench", "ganstudio.cli_plugin",
                    "ganstudio.cli_compare")

@@ -65,6 +65,9 @@ def _networks(spec: Any, config: dict, shape: tuple[int, int, int],
     if not isinstance(net_d, nn.Module):
         raise RuntimeError(f"model '{spec.id}' exposes no discriminator as .D; "
                            "the classic loop needs one")
+    # The example's default layout: the plugin switches to channels-last on a CPU.
+    net_g.to(memory_format=torch.contiguous_format)
+    net_d.to(memory_format=torch.contiguous_format)
     return net_g, net_d
 
 

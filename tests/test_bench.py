@@ -173,3 +173,20 @@ def test_classic_loop_sees_the_given_folder_as_one_class(tmp_path):
     assert (root / "images").resolve() == first.resolve()
     # the same work folder used for another --data folder follows it
     assert (_classic_root(second, work) / "images").resolve() == second.resolve()
+
+
+def test_dcgan_uses_channels_last_on_cpu_but_the_classic_loop_keeps_the_example_layout():
+    from ganstudio.bench.classic import _networks
+    from ganstudio.core.config import resolve_config
+    from ganstudio.plugins import get_plugin_manager
+    spec = get_plugin_manager().get_model("dcgan")
+    cfg = resolve_config(spec.schema, {"preset": "classic", "resolution": 32, "channels": 3,
+                                       "g_features": 8, "d_features": 8})
+    model = spec.factory(cfg, (3, 32, 32), torch.device("cpu"))
+    convs = [m.weight for m in model.D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last)
+                         and not w.is_contiguous() for w in convs)
+    net_g, net_d = _networks(spec, cfg, (3, 32, 32), torch.device("cpu"))
+    for net in (net_g, net_d):
+        weights = [p for p in net.parameters() if p.dim() == 4]
+        assert weights and all(w.is_contiguous() for w in weights)

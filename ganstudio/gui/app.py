@@ -82,7 +82,28 @@ def _close_on_signals(app, window):
     return waker
 
 
+def display_problem(environ=None) -> str | None:
+    """Why no window can open here (Linux without a display), or None.
+
+    Qt aborts the whole process when it finds no display; saying so first
+    keeps the user's terminal free of a core dump and points to the headless
+    commands.
+    """
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display found (DISPLAY and WAYLAND_DISPLAY are unset): the studio needs a "
+            "desktop session; on a server use the headless commands (ganstudio train, "
+            "ganstudio sample) or set QT_QPA_PLATFORM=offscreen")
+
+
 def run_studio(args) -> int:
+    problem = display_problem()
+    if problem:
+        from ganstudio.core.errors import UserError
+        raise UserError(problem)
     from PySide6.QtCore import QTimer
     probe = os.environ.get(PROBE_ENV, "") not in ("", "0")
     app, window = build_window(args, load=not probe, probe=probe)

@@ -107,3 +107,21 @@ def test_dark_theme_check_marks_point_at_a_real_icon(qtbot):
         app.setStyleSheet(before[0])
         app.setPalette(before[1])
         app.setProperty("ganstudio_theme", before[2])
+
+
+def test_no_display_is_a_one_line_user_error_not_a_qt_abort():
+    import subprocess
+    import sys as _sys
+    from ganstudio.gui.app import display_problem
+    assert display_problem({"DISPLAY": ":0"}) is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}) is None
+    if not _sys.platform.startswith("linux"):
+        return
+    assert "no display found" in display_problem({})
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([_sys.executable, "-m", "ganstudio"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: no display found")
+    assert len(proc.stderr.strip().splitlines()) == 1

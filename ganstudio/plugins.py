@@ -73,22 +73,57 @@ def _short_error(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
-def _import_error(exc: BaseException) -> str:
-    """'ZeroDivisionError: division by zero (my_plugin.py, line 3)': the error and
-    where in the plugin's own code it happened (not in importlib's frames)."""
-    where = ""
-    if isinstance(exc, SyntaxError) and exc.filename:
-        where = f"{Path(exc.filename).name}, line {exc.lineno}"
-        return f"{exc.__class__.__name__}: {exc.msg} ({where})"
-    frames = traceback.extract_tb(exc.__traceback__)
-    for frame in reversed(frames):
-        if "importlib" in frame.filename or frame.filename.startswith("<frozen"):
+_GANSTUDIO_DIR = str(Path(__file__).resolve().parent) + os.sep
+
+
+def _where(path: str, lineno: int | None) -> str:
+    """'my_plugin.py, line 3'; a package's '__init__.py' keeps its folder name."""
+    p = Path(path)
+    name = f"{p.parent.name}/{p.name}" if p.name == "__init__.py" else p.name
+    return f"{name}, line {lineno}"
+
+
+def _plugin_location(exc: BaseException) -> str:
+    """Where in the plugin's own code ``exc`` was raised: the innermost frame outside
+    importlib, generated code and GAN Studio itself ('' if none)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        fn = frame.filename
+        if fn.startswith("<") or "importlib" in fn:
             continue
-        if frame.filename == __file__:
-            break
-        where = f"{Path(frame.filename).name}, line {frame.lineno}"
-        break
-    return _short_error(exc) + (f" ({where})" if where else "")
+        try:
+            if str(Path(fn).resolve()).startswith(_GANSTUDIO_DIR):
+                continue
+        except OSError:
+            pass
+        return _where(fn, frame.lineno)
+    return ""
+
+
+def _invalid_default(exc: BaseException) -> str:
+    """For a Field whose own default fails validation: 'the default of setting ...'."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "__post_init__":
+            fld = tb.tb_frame.f_locals.get("self")
+            if isinstance(fld, Field):
+                reason = str(exc).removeprefix(f"setting '{fld.name}': ")
+                return (f"the default {fld.default!r} of setting '{fld.name}' is invalid: "
+                        f"{reason}")
+        tb = tb.tb_next
+    return ""
+
+
+def _plugin_error(exc: BaseException) -> str:
+    """'ZeroDivisionError: division by zero (my_plugin.py, line 3)': the error and
+    where in the plugin's own code it happened (not in importlib's or GAN Studio's frames)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.__class__.__name__}: {exc.msg} ({_where(exc.filename, exc.lineno)})"
+    text = _invalid_default(exc) or str(exc)
+    where = _plugin_location(exc)
+    return f"{exc.__class__.__name__}: {text}" + (f" ({where})" if where else "")
+
+
+_import_error = _plugin_error
 
 
 def _hook_problems(obj: Any) -> list[str]:
@@ -275,6 +310,12 @@ class PluginManager:
             info.error = (f"does not declare GANSTUDIO_PLUGIN_API (this studio speaks "
                           f"version {ganstudio.PLUGIN_API_VERSION})")
             return info
+        if type(api) is not int:  # noqa: E721 - "1" or 1.0 would read as the right version
+            info.status = "error"
+            info.error = (f"GANSTUDIO_PLUGIN_API must be a whole number, got {api!r} "
+                          f"({type(api).__name__}); write GANSTUDIO_PLUGIN_API = "
+                          f"{ganstudio.PLUGIN_API_VERSION}")
+            return info
         if api != ganstudio.PLUGIN_API_VERSION:
             info.status = "error"
             info.error = (f"written for plugin API {api}, but this studio speaks "
@@ -311,7 +352,7 @@ class PluginManager:
                 raise
             self.pm.unregister(obj)
             info.status = "error"
-            info.error = f"ganstudio_register_models failed: {_short_error(e)}"
+            info.error = f"ganstudio_register_models failed: {_plugin_error(e)}"
             info.models = []
             return info
         taken = {m.id for other in self.plugins.values() if other is not info for m in other.models}

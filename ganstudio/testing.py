@@ -386,6 +386,23 @@ def _loss_rows(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("time", "img_per_s")} for r in rows]
 
 
+def _sample_problem(model: Any, shape: tuple[int, ...] | None) -> str:
+    """After the engine stopped: if ``sample(z)`` itself breaks the contract (the engine
+    renders a sample grid during the steps), say so instead of the engine's generic error."""
+    import torch
+
+    if shape is None:
+        return ""
+    try:
+        z = model.make_latents(2, torch.Generator().manual_seed(0))
+        check_images(model.sample(z), "sample(z)", n=2, channels=shape[0], max_hw=shape[1:])
+    except ConformanceError as e:
+        return f"the engine stopped while rendering the sample grid: {e}"
+    except Exception:  # noqa: BLE001 - the engine's own message is the better one then
+        return ""
+    return ""
+
+
 def _failure_text(event: Any) -> str:
     msg = getattr(event, "message", str(event))
     tb = getattr(event, "traceback", "") or ""
@@ -402,7 +419,10 @@ def _plugin_frame(tb: str) -> str:
         if "/torch/" in norm or "/ganstudio/" in norm or "/pluggy/" in norm:
             continue
         lineno = line.split("line ")[1].split(",")[0] if "line " in line else "?"
-        return f"{Path(path).name}, line {lineno}"
+        name = Path(path).name
+        if name == "__init__.py":  # a package: keep its folder so the file is findable
+            name = f"{Path(path).parent.name}/{name}"
+        return f"{name}, line {lineno}"
     return ""
 
 
@@ -535,7 +555,8 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         for out in outputs:
             check_step_output(out, eng.device.device)
         if isinstance(final, ev.Failed):
-            raise ConformanceError(f"the engine stopped: {_failure_text(final)}")
+            raise ConformanceError((_sample_problem(model, shape) if is_gan else "")
+                                   or f"the engine stopped: {_failure_text(final)}")
         rows = _loss_rows(workdir / "run_a")
         got = [r["step"] for r in rows]
         if got != list(range(1, steps + 1)):

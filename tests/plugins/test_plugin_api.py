@@ -89,6 +89,7 @@ def test_single_file_plugin_from_the_guide_loads_and_passes_the_kit(plugins_dir,
 
 # -- common breakages: each reads clearly in `plugins` and in `--check` -------------------------
 GOOD = guide_example("single-file plugin")
+_LR_LINE = next(i for i, ln in enumerate(GOOD.splitlines(), 1) if 'Field("lr"' in ln)
 
 BREAKAGES = {
     "newapi": (GOOD.replace("GANSTUDIO_PLUGIN_API = 1", "GANSTUDIO_PLUGIN_API = 2"),
@@ -119,6 +120,14 @@ BREAKAGES = {
                "provided by the hook ganstudio_register_models; it takes no arguments"),
     "boom": ("import ganstudio\nGANSTUDIO_PLUGIN_API = 1\n\nRATIO = 1 / 0\n",
              "failed to import: ZeroDivisionError: division by zero (boom.py, line 4)"),
+    "strapi": (GOOD.replace("GANSTUDIO_PLUGIN_API = 1", 'GANSTUDIO_PLUGIN_API = "1"'),
+               "GANSTUDIO_PLUGIN_API must be a whole number, got '1' (str); write "
+               "GANSTUDIO_PLUGIN_API = 1"),
+    # the default's own bounds: named as the default, with the plugin's line (not config.py's)
+    "baddefault": (GOOD.replace('"float", 2e-4, "Learning rate', '"float", 5.0, "Learning rate'),
+                   "ganstudio_register_models failed: ConfigError: the default 5.0 of setting "
+                   "'lr' is invalid: 5.0 is above the maximum 1.0 (baddefault.py, line "
+                   f"{_LR_LINE})"),
 }
 
 
@@ -138,6 +147,18 @@ def test_common_mistakes_read_clearly(name, plugins_dir, capsys):
     out = capsys.readouterr().out
     assert f"FAIL  load     " in out and expected in out
     assert "FAILED: 0 passed, 0 passed with notes, 0 skipped, 1 failed" in out
+
+
+def test_an_error_in_a_package_names_its_folder(tmp_path, monkeypatch):
+    from ganstudio.plugins import _plugin_error
+    pkg = tmp_path / "ganstudio_pkgerr"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import ganstudio\n\nX = 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ZeroDivisionError) as info:
+        __import__("ganstudio_pkgerr")
+    assert _plugin_error(info.value) == ("ZeroDivisionError: division by zero "
+                                         "(ganstudio_pkgerr/__init__.py, line 3)")
 
 
 def test_check_of_an_unknown_name_is_a_user_error(capsys):
@@ -181,6 +202,10 @@ MUTATIONS = {
               "samples", "sample(z) differs between two calls with the same latents"),
     "channels": ({_SAMPLE: "return self._g(z.to(self.device)).float()[:, :1]"}, "samples",
                  "sample(z) returned 1 channels; the config asks for 3"),
+    # the engine renders a sample grid during the steps: the kit names sample(z), not the engine
+    "flat": ({_SAMPLE: "return self._g(z.to(self.device)).float().flatten(1)"}, "steps",
+             "the engine stopped while rendering the sample grid: sample(z) must return "
+             "(N, C, H, W), got shape (2, "),
     "pickle": ({'"opt_d": self.opt_d.state_dict()}':
                 '"opt_d": self.opt_d.state_dict(), "extra": types.SimpleNamespace(a=1)}',
                 "import torch\n": "import torch\nimport types\n"},

@@ -447,10 +447,17 @@ class Engine:
     # -- samples -----------------------------------------------------------------------------
     @torch.no_grad()
     def render_samples(self) -> ev.Samples:
-        if self.spec.kind == GAN:
-            images = self.model.sample(self.fixed_noise)
-        else:
-            images = self.model.preview()
+        where = "sample" if self.spec.kind == GAN else "preview"
+        try:
+            images = (self.model.sample(self.fixed_noise) if self.spec.kind == GAN
+                      else self.model.preview())
+            if not isinstance(images, torch.Tensor) or images.dim() != 4:
+                shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+                raise TypeError(f"{where}() must return a tensor (N, C, H, W) in [-1, 1], got {shape}")
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise
+            raise _PluginFailure(where, traceback.format_exc()) from e
         grid = make_grid(images.float(), nrow=None if images.shape[0] > 1 else 1)
         path = None
         try:
@@ -569,6 +576,14 @@ class Engine:
                 if oom:  # outside the except block: its traceback no longer pins tensors
                     real = None
                     return self._fail_oom()
+                if not isinstance(out, dict) or not all(
+                        isinstance(v, torch.Tensor) and v.numel() == 1 for v in out.values()):
+                    try:
+                        raise TypeError(
+                            "train_step must return a dict of name -> scalar tensor (detached, "
+                            f"no .item()), got {_describe_step_output(out)}")
+                    except TypeError as e:
+                        raise _PluginFailure("train_step", traceback.format_exc()) from e
                 # (3) accumulate on the device; no host sync here
                 for k, v in out.items():
                     v = v.detach().float()
@@ -817,6 +832,17 @@ class Engine:
 
 class _DiskError(Exception):
     pass
+
+
+def _describe_step_output(out: Any) -> str:
+    if not isinstance(out, dict):
+        return type(out).__name__
+    for k, v in out.items():
+        if not isinstance(v, torch.Tensor):
+            return f"{type(v).__name__} for {k!r}"
+        if v.numel() != 1:
+            return f"a tensor of shape {tuple(v.shape)} for {k!r}"
+    return "dict"
 
 
 class _PluginFailure(Exception):

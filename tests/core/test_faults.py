@@ -266,6 +266,27 @@ def test_plugin_exception_fails_the_run_naming_the_plugin(tmp_path, where):
     assert isinstance(ok.run_loop(), ev.Finished)
 
 
+@pytest.mark.parametrize("bad", ["float_loss", "wrong_sample_shape"])
+def test_a_plugin_returning_the_wrong_thing_is_named_not_blamed_on_the_studio(
+        tmp_path, monkeypatch, bad):
+    if bad == "float_loss":       # .item() in the step: a float instead of a tensor
+        monkeypatch.setattr(FaultyGAN, "train_step", lambda self, real: {"loss_g": 0.5})
+    else:                         # the channel axis forgotten
+        monkeypatch.setattr(FaultyGAN, "sample", lambda self, z: torch.zeros(z.shape[0], 8, 8))
+    eng = engine_for(tmp_path / "run", [])
+    eng.prepare()
+    failed = eng.run_loop()
+    assert isinstance(failed, ev.Failed) and failed.plugin == PLUGIN
+    assert "internal error" not in failed.message
+    assert f"plugin '{PLUGIN}' (faulty) failed" in failed.message
+    if bad == "float_loss":
+        assert "train_step must return a dict of name -> scalar tensor" in failed.message
+        assert "float for 'loss_g'" in failed.message
+    else:
+        assert "sample() must return a tensor (N, C, H, W)" in failed.message
+        assert "(4, 8, 8)" in failed.message
+
+
 def test_an_engine_bug_is_not_blamed_on_the_plugin(tmp_path, monkeypatch):
     events: list[ev.Event] = []
     eng = engine_for(tmp_path / "run", events, total_steps=5)

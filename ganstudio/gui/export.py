@@ -45,11 +45,25 @@ def _frame_stack(paths: list[Path]) -> list[np.ndarray]:
     return out
 
 
-def export_timelapse(run_dir: str | Path, path: str | Path, fps: float = 8.0) -> Path:
-    """Every grid in the run's samples/ as an animated GIF or an MP4 (by the suffix)."""
+def pick_frames(paths: list[Path], max_frames: int) -> list[Path]:
+    """At most ``max_frames`` of ``paths``, evenly spaced, the first and the last kept.
+
+    A run that saves a grid every few seconds for hours holds thousands; all of
+    them in memory would take gigabytes and the file would be huge."""
+    if max_frames < 2 or len(paths) <= max_frames:
+        return list(paths)
+    last = len(paths) - 1
+    picks = sorted({round(i * last / (max_frames - 1)) for i in range(max_frames)})
+    return [paths[i] for i in picks]
+
+
+def export_timelapse(run_dir: str | Path, path: str | Path, fps: float = 8.0,
+                     max_frames: int = 240) -> Path:
+    """The grids in the run's samples/ as an animated GIF or an MP4 (by the suffix);
+    long runs are thinned evenly to ``max_frames`` frames."""
     import imageio.v2 as imageio
     run = RunFolder(run_dir)
-    frames = [p for _s, p in run.list_samples()]
+    frames = pick_frames([p for _s, p in run.list_samples()], max_frames)
     if not frames:
         raise UserError(f"{run.samples_dir} holds no sample grids to make a time-lapse from")
     path = Path(path)

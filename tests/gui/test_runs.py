@@ -154,3 +154,16 @@ def test_run_option_shows_history_or_follows_a_busy_run(qtbot, tiny_window, fini
     finally:
         lock.release()
     assert not run_is_busy(run_dir)
+
+
+def test_long_time_lapses_are_thinned_evenly_keeping_first_and_last():
+    from pathlib import Path
+    from ganstudio.gui.export import pick_frames
+    paths = [Path(f"step_{i:08d}.png") for i in range(1000)]
+    picked = pick_frames(paths, 240)
+    assert len(picked) == 240
+    assert picked[0] == paths[0] and picked[-1] == paths[-1]
+    steps = [int(p.stem[5:]) for p in picked]
+    gaps = {b - a for a, b in zip(steps, steps[1:])}
+    assert gaps <= {4, 5}                      # evenly spaced
+    assert pick_frames(paths[:10], 240) == paths[:10]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from ganstudio.core.units import format_duration
 
 # Before torch is imported (OpenMP reads it once): idle OpenMP threads sleep instead of
 # spinning. With the default (spin) policy, training from the main thread on a 2-core CPU
@@ -26,15 +27,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _EXTRA_COMMANDS = ("ganstudio.cli_stylize", "ganstudio.cli_bench", "ganstudio.cli_plugin",
                    "ganstudio.cli_compare")
-
-
-def _fmt_time(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 class ConsoleProgress:
@@ -69,7 +61,7 @@ class ConsoleProgress:
             losses = " ".join(f"{k}={v:.3g}" for k, v in list(event.values.items())[:4])
             bar = "#" * int(frac * 24)
             line = (f"[{bar:<24}] {event.step}/{event.total_steps} "
-                    f"{self._ips:,.0f} img/s ETA {_fmt_time(eta)} {losses}")
+                    f"{self._ips:,.0f} img/s ETA {format_duration(eta)} {losses}")
             if self.tty:
                 print("\r" + line[:150].ljust(150), end="", file=out, flush=True)
             else:

@@ -7,9 +7,7 @@ or any plugin. Those load in a background thread once the window is on screen
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, Q
 from ganstudio.core.config import parse_set_args
 from ganstudio.core.errors import ConfigError, UserError
 from ganstudio.core.runs import RunFolder
+from ganstudio.core.units import format_duration
 
 from .dataset_panel import DatasetPanel
 from .grid import SamplePanel, qimage_to_array
@@ -112,15 +111,6 @@ def run_is_busy(run_dir: str | Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "--:--"
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -821,8 +811,8 @@ class MainWindow(QMainWindow):
         lab = self.status_labels
         lab["step"].setText(f"step {event.step:,} / {event.total_steps:,}")
         lab["speed"].setText(f"{self._ips:,.0f} img/s")
-        lab["elapsed"].setText(f"elapsed {fmt_duration(event.time)}")
-        lab["eta"].setText(f"ETA {fmt_duration(eta)}")
+        lab["elapsed"].setText(f"elapsed {format_duration(event.time)}")
+        lab["eta"].setText(f"ETA {format_duration(eta)}")
         lab["memory"].setText(f"memory {fmt_bytes(memory)}")
         prog = progress_text(event.values)
         lab["progress"].setText(prog)
@@ -1019,7 +1009,7 @@ class MainWindow(QMainWindow):
         if isinstance(last.get("img_per_s"), (int, float)):
             self.status_labels["speed"].setText(f"{last['img_per_s']:,.0f} img/s")
         if isinstance(last.get("time"), (int, float)):
-            self.status_labels["elapsed"].setText(f"elapsed {fmt_duration(last['time'])}")
+            self.status_labels["elapsed"].setText(f"elapsed {format_duration(last['time'])}")
         prog = progress_text({k: last[k] for k in PROGRESS_KEYS
                               if isinstance(last.get(k), (int, float))})
         self.status_labels["progress"].setText(prog)

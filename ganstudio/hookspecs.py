@@ -7,12 +7,11 @@ A plugin module also declares ``GANSTUDIO_PLUGIN_API = 1``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ganstudio.core.events import Metrics
     from ganstudio.core.model import ModelSpec
 
 PROJECT = "ganstudio"

@@ -23,7 +23,6 @@ import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterable
 
 import pluggy

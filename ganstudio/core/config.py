@@ -7,7 +7,7 @@ against it, and :func:`resolve_config` validates a whole config.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from .errors import ConfigError

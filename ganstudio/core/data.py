@@ -16,7 +16,6 @@ import json
 import os
 import re
 import stat
-import struct
 import threading
 import time
 import warnings

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,7 +30,7 @@ from .checkpoints import is_disk_full, load_latest, save_checkpoint, set_aside
 from .config import resolve_config
 from .data import DatasetReport, DeviceImages, load_dataset
 from .devices import DeviceChoice, pick_device
-from .errors import CheckpointError, ConfigError, UserError
+from .errors import CheckpointError, UserError
 from .images import make_grid, save_png
 from .model import GAN, ModelSpec
 from .alarm import EngineMonitors, split_holdout

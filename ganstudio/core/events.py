@@ -6,8 +6,8 @@ Events are small immutable records. Listeners are plain callables
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 

@@ -25,8 +25,7 @@ training device and (unless noted) never synchronises with the GPU:
 from __future__ import annotations
 
 import copy
-import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn

@@ -8,7 +8,7 @@ import torch
 
 from .checkpoints import load_latest
 from .config import resolve_config
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError
 from .model import GAN, ModelSpec
 from .runs import RunFolder
 

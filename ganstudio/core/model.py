@@ -12,7 +12,7 @@ latents, and state_dict / load_state_dict that include the optimizers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch

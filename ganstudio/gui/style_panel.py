@@ -38,8 +38,8 @@ from ganstudio.core.errors import ConfigError, UserError
 
 from .chart import MetricsChart
 from .forms import SettingsForm
-from .grid import array_to_qimage, qimage_to_array
-from .tasks import Tasks, error_text
+from .grid import array_to_qimage
+from .tasks import Tasks
 from .worker import TrainingSession, TrainingWorker
 
 STYLE_MODEL = "style-transfer"

@@ -27,7 +27,7 @@ from ganstudio.core.errors import CheckpointError, UserError
 from ganstudio.core.model import GANModel
 from ganstudio.core.runs import RunFolder
 
-from .imaging import list_images, load_image, parse_numbers, resize_tensor, save_image
+from .imaging import list_images, load_image, parse_numbers, save_image
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .vgg import LAYER_INDEX, load_vgg
 

@@ -48,8 +48,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--monitors", action="store_true",
                    help="keep the engine's balance alarm and KID/FID measures on while timing "
                         "(off by default: the classic loop measures neither)")
-    p.add_argument("--precision", type=_name_list, default=("fp32",), metavar="P[,P...]",
-                   help="engine precision(s) at --batch: fp32, bf16, auto (default fp32)")
+    p.add_argument("--precision", type=_name_list, default=("fp32", "auto"),
+                   metavar="P[,P...]",
+                   help="engine precision(s) at --batch: fp32, bf16, auto (default fp32,auto: "
+                        "the classic loop's fp32 and the engine's default, which is bf16 on "
+                        "CUDA GPUs and on CPUs with AMX; run once where auto means fp32)")
     p.add_argument("--large-batch", type=int, default=0, metavar="N",
                    help="also run the engine at batch N in bf16 with channels_last")
     p.add_argument("--style-size", type=int, default=None,

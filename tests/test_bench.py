@@ -17,6 +17,7 @@ from ganstudio.bench.folder import make_jpeg_folder
 from ganstudio.bench.startup import measure_startup
 from ganstudio.cli import main
 from ganstudio.core import events as ev
+from ganstudio.core.devices import pick_device
 
 HAS_QT = importlib.util.find_spec("PySide6") is not None
 
@@ -81,9 +82,17 @@ def test_bench_cli_tiny_cpu_run_reports_every_part(image_folder, tmp_path, capsy
     # the first is warm-up
     assert classic["images"] == 4 + 8 + 4 and classic["images_per_s"] > 0
 
-    (engine,) = rep["engine"]
+    # fp32, and the engine's default precision once more where it is not fp32 (bf16 on AMX)
+    engine = rep["engine"][0]
     assert engine["outcome"] == "completed" and engine["batch_size"] == 8
     assert engine["precision"] == "fp32" and engine["images"] > 0 and engine["images_per_s"] > 0
+    default_bf16 = pick_device("cpu").autocast_dtype is not None
+    assert len(rep["engine"]) == (2 if default_bf16 else 1)
+    if default_bf16:
+        second = rep["engine"][1]
+        assert second["label"] == "engine default (bf16) b8" and second["precision"] == "bf16"
+        assert second["outcome"] == "completed" and second["images_per_s"] > 0
+        assert "ratio engine default (bf16) b8 / classic 2 workers" in printed
     key = "engine fp32 b8 / classic 2 workers"
     assert rep["ratios"][key] == pytest.approx(engine["images_per_s"] / classic["images_per_s"],
                                                rel=1e-2)

@@ -31,7 +31,9 @@ class BenchOptions:
     workers: tuple[int, ...] = (2,)
     steps: int | None = None         # timed steps per run (None: chosen by device)
     warmup_steps: int | None = None
-    engine_precisions: tuple[str, ...] = ("fp32",)
+    # fp32 (the classic loop's precision) and the engine's default ("auto": bf16 on CUDA
+    # GPUs and on CPUs with AMX, fp32 elsewhere; run once when it resolves to fp32).
+    engine_precisions: tuple[str, ...] = ("fp32", "auto")
     large_batch: int = 0             # >0: also the engine at this batch, bf16 + channels_last
     large_precision: str = "bf16"
     features: int = 64               # DCGAN g_features / d_features
@@ -103,6 +105,32 @@ def _classic_root(data: Path, work: Path) -> Path:
     except OSError:
         return data  # no symlinks here (some Windows set-ups): the folder must have sub-folders
     return root
+
+
+def _resolved_precision(precision: str, device: str) -> str:
+    """What ``precision`` means on ``device``: ``auto`` becomes fp32 or bf16."""
+    if precision != "auto":
+        return precision
+    from ganstudio.core.devices import pick_device
+    return "fp32" if pick_device(device, precision="auto").autocast_dtype is None else "bf16"
+
+
+def _distinct_precisions(precisions: tuple[str, ...], device: str) -> list[str]:
+    """``precisions`` without those that resolve to one already listed."""
+    seen: set[str] = set()
+    out = []
+    for p in precisions:
+        resolved = _resolved_precision(p, device)
+        if resolved not in seen:
+            seen.add(resolved)
+            out.append(p)
+    return out
+
+
+def _engine_label(precision: str, device: str, batch_size: int) -> str:
+    if precision == "auto":
+        return f"engine default ({_resolved_precision(precision, device)}) b{batch_size}"
+    return f"engine {precision} b{batch_size}"
 
 
 def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print) -> dict:
@@ -193,8 +221,8 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                             f"{r.images_per_s:,.1f} images/s{tag}")
             todo = []
             if opts.wants("engine"):
-                todo += [(f"engine {p} b{opts.batch_size}", base, p, f"run-{p}")
-                         for p in opts.engine_precisions]
+                todo += [(_engine_label(p, opts.device, opts.batch_size), base, p, f"run-{p}")
+                         for p in _distinct_precisions(opts.engine_precisions, opts.device)]
             if opts.large_batch and opts.wants("large"):
                 todo.append((f"engine {opts.large_precision} channels_last b{opts.large_batch}",
                              dict(base, batch_size=opts.large_batch, channels_last=True),
@@ -220,7 +248,10 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
 
         # -- ratios ------------------------------------------------------------------------------
         ratios: dict[str, float] = {}
-        headline = next((e for e in engine_results if e["batch_size"] == opts.batch_size), None)
+        # The studio trains at the default precision: the GUI part repeats that run.
+        at_batch = [e for e in engine_results if e["batch_size"] == opts.batch_size]
+        headline = next((e for e in at_batch if e["label"].startswith("engine default")),
+                        at_batch[0] if at_batch else None)
         for c in classic_results:
             for e in engine_results:
                 ratio = _ratio(e["images_per_s"], c["images_per_s"])

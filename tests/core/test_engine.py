@@ -343,8 +343,9 @@ def test_no_host_sync_inside_the_step_on_cuda(tmp_path):
 
 
 # -- devices ---------------------------------------------------------------------------------
-def test_pick_device_names_the_choice_and_the_reason():
+def test_pick_device_names_the_choice_and_the_reason(monkeypatch):
     from ganstudio.core.devices import pick_device
+    monkeypatch.setenv("GANSTUDIO_CPU_BF16", "0")     # as on a CPU without AMX
     cpu = pick_device("cpu")
     assert cpu.device == torch.device("cpu") and cpu.reason == "requested"
     assert cpu.autocast_dtype is None and cpu.name == "cpu"
@@ -362,6 +363,20 @@ def test_pick_device_names_the_choice_and_the_reason():
             pick_device(bad)
     with pytest.raises(UserError, match="unknown precision 'fp8'"):
         pick_device("cpu", precision="fp8")
+
+
+def test_auto_precision_on_a_cpu_follows_its_bf16_hardware(monkeypatch):
+    from ganstudio.core.devices import cpu_has_fast_bf16, pick_device
+    monkeypatch.setenv("GANSTUDIO_CPU_BF16", "1")     # as on a CPU with AMX
+    amx = pick_device("cpu")
+    assert amx.autocast_dtype == torch.bfloat16 and "AMX" in amx.reason
+    assert pick_device("cpu", precision="fp32").autocast_dtype is None   # asked: obeyed
+    monkeypatch.setenv("GANSTUDIO_CPU_BF16", "0")
+    assert pick_device("cpu").autocast_dtype is None and not cpu_has_fast_bf16()
+    monkeypatch.delenv("GANSTUDIO_CPU_BF16")
+    detected = cpu_has_fast_bf16()
+    assert detected == bool(torch.cpu._is_amx_tile_supported())
+    assert (pick_device("cpu").autocast_dtype == torch.bfloat16) == detected
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

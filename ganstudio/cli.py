@@ -265,6 +265,8 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--autostart", action="store_true", help="start training at once")
     p.add_argument("--steps", type=int, default=None, help="total training steps")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto (bf16 where it is faster), fp32 or bf16")
     p.add_argument("--runs-root", default=None, metavar="DIR",
                    help="folder where new runs are created and the run browser looks")
     p.add_argument("--theme", choices=("dark", "light"), default=None,

@@ -32,9 +32,9 @@ def _mps_available() -> bool:
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU multiplies bf16 in hardware tiles (Intel AMX).
 
-    There bf16 autocast roughly halves a GAN step: DCGAN 64 px, batch 128,
-    2 cores, 100 -> 227 images/s, and 1.1x to 1.9x for the smaller studio
-    settings (``ganstudio bench --precision fp32,auto`` measures it). CPUs
+    There bf16 autocast roughly halves a GAN step (DCGAN 64 px, batch 128,
+    2 cores: 100 -> 218 images/s in ``ganstudio bench``; 1.1x at the
+    studio's 32 px CPU demo settings), with the same KID on a test set. CPUs
     without AMX convert bf16 in software or in narrower units, where it was
     not measured to pay, so they keep fp32. ``GANSTUDIO_CPU_BF16=0`` (or
     ``1``) overrides the detection.

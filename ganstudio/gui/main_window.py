@@ -59,6 +59,7 @@ class StudioOptions:
     autostart: bool = False
     steps: int | None = None
     device: str = "auto"
+    precision: str = "auto"
     runs_root: str | None = None
     plugins_dir: str | None = None
     theme: str | None = None
@@ -70,6 +71,7 @@ class StudioOptions:
                    autostart=bool(getattr(args, "autostart", False)),
                    steps=getattr(args, "steps", None),
                    device=getattr(args, "device", None) or "auto",
+                   precision=getattr(args, "precision", None) or "auto",
                    runs_root=getattr(args, "runs_root", None),
                    plugins_dir=getattr(args, "plugins_dir", None),
                    theme=getattr(args, "theme", None))
@@ -427,6 +429,8 @@ class MainWindow(QMainWindow):
             self.model_panel.steps.setValue(int(opts.steps))
         if opts.device:
             self.model_panel.set_device(opts.device)
+        if opts.precision:
+            self.model_panel.set_precision(opts.precision)
         if self._demo_pending:
             self.apply_demo_settings()
         follow_run = None

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 from .forms import SettingsForm
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ModelPanel(QWidget):
@@ -52,6 +53,12 @@ class ModelPanel(QWidget):
         self.device.setObjectName("deviceCombo")
         self.device.addItems(DEVICES)
         self.device.setToolTip("auto picks a CUDA or Apple GPU when there is one, else the CPU")
+        self.precision = QComboBox()
+        self.precision.setObjectName("precisionCombo")
+        self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip(
+            "auto: bf16 mixed precision where it is faster (CUDA GPUs from Ampere on, CPUs "
+            "with AMX), full fp32 elsewhere. fp32: always full precision. bf16: always mixed.")
         self.sample_every = QDoubleSpinBox()
         self.sample_every.setRange(0.5, 3600)
         self.sample_every.setValue(3.0)
@@ -64,6 +71,7 @@ class ModelPanel(QWidget):
         self.checkpoint_every.setToolTip("Seconds between automatic checkpoints")
         run_form.addRow("Steps", self.steps)
         run_form.addRow("Device", self.device)
+        run_form.addRow("Precision", self.precision)
         run_form.addRow("Samples every", self.sample_every)
         run_form.addRow("Checkpoint every", self.checkpoint_every)
 
@@ -129,6 +137,7 @@ class ModelPanel(QWidget):
 
     def engine_settings(self) -> dict[str, Any]:
         return {"total_steps": int(self.steps.value()), "device": self.device.currentText(),
+                "precision": self.precision.currentText(),
                 "sample_every_s": float(self.sample_every.value()),
                 "checkpoint_every_s": float(self.checkpoint_every.value()),
                 "on_nan": "pause"}
@@ -139,3 +148,9 @@ class ModelPanel(QWidget):
             self.device.addItem(name)
             i = self.device.count() - 1
         self.device.setCurrentIndex(i)
+
+    def set_precision(self, name: str) -> None:
+        """Select ``name`` (auto, fp32 or bf16); anything else leaves the choice as it is."""
+        i = self.precision.findText(name)
+        if i >= 0:
+            self.precision.setCurrentIndex(i)

@@ -76,3 +76,8 @@ def test_model_panel_lists_gan_models_and_builds_their_form(qtbot, plugin_manage
     panel.set_device("cpu")
     st = panel.engine_settings()
     assert st["total_steps"] == 1234 and st["device"] == "cpu" and st["on_nan"] == "pause"
+    assert st["precision"] == "auto"
+    panel.set_precision("fp32")
+    assert panel.engine_settings()["precision"] == "fp32"
+    panel.set_precision("fp8")                      # not a choice: left as it was
+    assert panel.engine_settings()["precision"] == "fp32"

@@ -83,12 +83,14 @@ def test_demo_images_use_light_settings(qtbot, make_window, plugin_manager):
     w.model_panel.reset_defaults()
     assert w.model_panel.config()["resolution"] == 64
 
-    early = MainWindow(StudioOptions(model="dcgan", device="cpu"), w.settings)
+    early = MainWindow(StudioOptions(model="dcgan", device="cpu", precision="fp32"),
+                       w.settings)
     qtbot.addWidget(early)
     early.use_demo_dataset()  # models not loaded yet: remembered
     assert early.model_panel.form is None
     early.set_plugin_manager(plugin_manager)
     assert early.model_panel.config()["batch_size"] == DEMO_SETTINGS["batch_size"]
+    assert early.model_panel.precision.currentText() == "fp32"   # as the options asked
     early.tasks.wait_all()
 
 

@@ -4,6 +4,8 @@ Plain functions (no Qt): the window runs them in a background thread.
 """
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,17 @@ def export_samples(run_dir: str | Path, plugin_manager: Any, n: int, folder: str
     return out
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def export_generator(run_dir: str | Path, plugin_manager: Any, path: str | Path) -> Path:
     """The trained generator's weights as .safetensors or .pt (a plain state_dict)."""
     import torch
@@ -121,6 +134,9 @@ def export_generator(run_dir: str | Path, plugin_manager: Any, path: str | Path)
         from safetensors.torch import save_file
         meta = {"model_id": spec.id, "plugin": spec.plugin, "format": "generator state_dict"}
         save_file(state, str(path), metadata=meta)
+        # safetensors writes owner-only files; give the export the usual permissions
+        # (what the user's umask allows), like the .pt file beside it.
+        os.chmod(path, 0o666 & ~_umask())
     elif path.suffix.lower() in (".pt", ".pth"):
         torch.save(state, path)
     else:

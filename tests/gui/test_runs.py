@@ -2,6 +2,8 @@
 open and resume one, and export from it."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -108,7 +110,11 @@ def test_exports(qtbot, tiny_window, finished_run, tmp_path, tiny_pm):
     assert reader.count_frames() == 4
     reader.close()
     # generator weights equal the checkpoint's generator
-    st = load_file(ex.export_generator(run_dir, tiny_pm, tmp_path / "out" / "g.safetensors"))
+    st_path = ex.export_generator(run_dir, tiny_pm, tmp_path / "out" / "g.safetensors")
+    st = load_file(st_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert st_path.stat().st_mode & 0o777 == 0o666 & ~mask     # not owner-only
     for k, v in engine.model.G.state_dict().items():
         assert torch.equal(st[k], v)
     pt = torch.load(ex.export_generator(run_dir, tiny_pm, tmp_path / "out" / "g.pt"),

@@ -60,8 +60,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-iterations", type=int, default=None,
                    help="style transfer iterations (default: 300 on a GPU, 20 on a CPU)")
     p.add_argument("--skip", type=_name_list, default=(), metavar="PART[,PART...]",
-                   help="parts to leave out: dataset, classic, engine, large, gui, style, "
-                        "startup, oom")
+                   help="parts to leave out: dataset, classic, loader, engine, large, gui, "
+                        "style, startup, oom")
     p.add_argument("--workdir", metavar="DIR",
                    help="where the folder, cache and runs go (kept; default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")

@@ -75,6 +75,11 @@ def test_bench_cli_tiny_cpu_run_reports_every_part(image_folder, tmp_path, capsy
     assert rep["dataset"]["images"] == 12 and rep["dataset"]["reopened_from_cache"] is True
     assert rep["dataset"]["prepare_s"] > 0 and rep["dataset"]["reopen_s"] > 0
 
+    (loader,) = rep["loader"]        # the classic loop's DataLoader alone
+    assert loader["workers"] == 2 and loader["dataset_size"] == 12
+    assert loader["batches"] == 4 and loader["images"] == 4 + 8 + 4    # first batch: warm-up
+    assert loader["images_per_s"] > 0
+    assert "classic loader alone (no training), 2 workers:" in printed
     (classic,) = rep["classic"]
     assert classic["workers"] == 2 and classic["batch_size"] == 8
     assert classic["dataset_size"] == 12          # the same images as the engine, sub-folder too
@@ -93,6 +98,8 @@ def test_bench_cli_tiny_cpu_run_reports_every_part(image_folder, tmp_path, capsy
         assert second["label"] == "engine default (bf16) b8" and second["precision"] == "bf16"
         assert second["outcome"] == "completed" and second["images_per_s"] > 0
         assert "ratio engine default (bf16) b8 / classic 2 workers" in printed
+    assert rep["ratios"]["classic 2 workers / its loader alone"] == pytest.approx(
+        classic["images_per_s"] / loader["images_per_s"], rel=1e-2)
     key = "engine fp32 b8 / classic 2 workers"
     assert rep["ratios"][key] == pytest.approx(engine["images_per_s"] / classic["images_per_s"],
                                                rel=1e-2)

@@ -71,6 +71,47 @@ def _networks(spec: Any, config: dict, shape: tuple[int, int, int],
     return net_g, net_d
 
 
+def _example_dataset(folder: str | os.PathLike, res: int):
+    """torchvision ImageFolder with the example's transforms."""
+    import torchvision.datasets as dset
+    import torchvision.transforms as transforms
+    return dset.ImageFolder(root=str(folder), transform=transforms.Compose([
+        transforms.Resize(res),
+        transforms.CenterCrop(res),
+        transforms.ToTensor(),
+        transforms.Normalize((0.5,) * 3, (0.5,) * 3),
+    ]))
+
+
+def measure_loader(folder: str | os.PathLike, resolution: int, batch_size: int, *,
+                   workers: int = 2, batches: int = 40) -> dict[str, Any]:
+    """The classic loop's data pipeline alone: images/s its DataLoader delivers, no training.
+
+    When the classic loop's images/s is close to this, the loop is bound by its loader
+    (decoding and resizing JPEGs every epoch), not by the device.
+    """
+    dataset = _example_dataset(folder, int(resolution))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), shuffle=True,
+                                         num_workers=int(workers))
+    wanted = max(2, int(batches))
+    got = images = 0
+    t0 = time.perf_counter()
+    t_start = None
+    while got < wanted:
+        for data in loader:       # workers restart each epoch, as in the loop itself
+            got += 1
+            if t_start is None:   # the first batch pays for starting the workers
+                t_start = time.perf_counter()
+            else:
+                images += int(data[0].shape[0])
+            if got >= wanted:
+                break
+    seconds = time.perf_counter() - (t_start or t0)
+    return {"workers": int(workers), "batches": got, "images": images, "seconds": seconds,
+            "images_per_s": images / seconds if seconds > 0 else 0.0,
+            "first_batch_s": (t_start or t0) - t0, "dataset_size": len(dataset)}
+
+
 def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torch.device, *,
                 workers: int = 2, steps: int = 100, warmup_steps: int = 5,
                 sample_dir: str | os.PathLike | None = None) -> ClassicResult:
@@ -80,19 +121,12 @@ def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torc
     covers everything the classic loop does per step, worker restarts at
     each epoch included.
     """
-    import torchvision.datasets as dset
-    import torchvision.transforms as transforms
     import torchvision.utils as vutils
 
     res = int(config["resolution"])
     nc = int(config["channels"])
     bs = int(config["batch_size"])
-    dataset = dset.ImageFolder(root=str(folder), transform=transforms.Compose([
-        transforms.Resize(res),
-        transforms.CenterCrop(res),
-        transforms.ToTensor(),
-        transforms.Normalize((0.5,) * 3, (0.5,) * 3),
-    ]))
+    dataset = _example_dataset(folder, res)
     if nc == 1:
         raise ValueError("the classic loop runs colour images (channels=3)")
     loader = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=True,

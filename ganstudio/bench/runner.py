@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-PARTS = ("dataset", "classic", "engine", "large", "gui", "style", "startup", "oom")
+PARTS = ("dataset", "classic", "loader", "engine", "large", "gui", "style", "startup", "oom")
 
 
 @dataclass
@@ -235,6 +235,18 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                 engine_runs_all.append(r.to_dict())
                 rep.say(f"{r.label}: {r.images_per_s:,.1f} images/s{tag}"
                         + ("" if r.outcome == "completed" else f" ({r.outcome}: {r.message})"))
+        # -- the classic loop's loader alone: is the classic loop bound by it? -----------------
+        if opts.wants("loader") and opts.wants("classic"):
+            loaders = []
+            for w in opts.workers:
+                lr = _guarded(lambda w=w: classic.measure_loader(
+                    classic_root, opts.resolution, opts.batch_size, workers=w,
+                    batches=max(steps + warm, 2)), rep, "loader")
+                loaders.append(lr)
+                if "images_per_s" in lr:
+                    rep.say(f"classic loader alone (no training), {w} workers: "
+                            f"{lr['images_per_s']:,.1f} images/s")
+            rep.data["loader"] = loaders
         classic_results = _best(classic_runs, "workers")
         engine_results = _best(engine_runs_all, "label")
         rep.data["classic"] = classic_results
@@ -260,6 +272,14 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                 key = f"{e['label']} / classic {c['workers']} workers"
                 ratios[key] = round(ratio, 3)
                 rep.say(f"ratio {key}: {ratio:.2f}x")
+        for c in classic_results:
+            alone = next((lr for lr in rep.data.get("loader", [])
+                          if lr.get("workers") == c["workers"] and lr.get("images_per_s")), None)
+            share = _ratio(c["images_per_s"], alone["images_per_s"] if alone else None)
+            if share is not None:
+                ratios[f"classic {c['workers']} workers / its loader alone"] = round(share, 3)
+                rep.say(f"classic loop, {c['workers']} workers, trains at {share:.0%} of the "
+                        "rate its loader alone delivers")
         rep.data["ratios"] = ratios
 
         # -- optional parts ----------------------------------------------------------------------

@@ -206,3 +206,21 @@ def test_dcgan_uses_channels_last_on_cpu_but_the_classic_loop_keeps_the_example_
     for net in (net_g, net_d):
         weights = [p for p in net.parameters() if p.dim() == 4]
         assert weights and all(w.is_contiguous() for w in weights)
+
+
+def test_profile_step_reports_per_step_figures_on_the_cpu(capsys):
+    from ganstudio.bench.profile_step import main as profile_main
+    from ganstudio.bench.profile_step import profile_step
+    r = profile_step(device="cpu", precision="fp32", resolution=32, batch_size=4, features=4,
+                     warmup=1, steps=2, top=4)
+    assert r["precision"] == "fp32" and r["steps"] == 2 and r["batch_size"] == 4
+    assert r["wall_ms_per_step"] > 0 and r["host_ms_per_step"] > 0
+    assert r["images_per_s"] == pytest.approx(4000.0 / r["wall_ms_per_step"])
+    assert r["device_ms_per_step"] is None            # no GPU kernels on a CPU
+    names = [row["name"] for row in r["top"]]
+    assert len(names) == 4 and any("conv" in n for n in names)   # convolutions dominate
+    assert profile_main(["--device", "cpu", "--precision", "fp32", "--resolution", "32",
+                         "--batch", "4", "--features", "4", "--warmup", "1", "--steps", "1",
+                         "--top", "2"]) == 0
+    assert "cpu fp32 b4:" in capsys.readouterr().out
+    assert profile_main(["--device", "cpu", "--precision", "fp8"]) == 2

@@ -217,6 +217,7 @@ def test_profile_step_reports_per_step_figures_on_the_cpu(capsys):
     assert r["wall_ms_per_step"] > 0 and r["host_ms_per_step"] > 0
     assert r["images_per_s"] == pytest.approx(4000.0 / r["wall_ms_per_step"])
     assert r["device_ms_per_step"] is None            # no GPU kernels on a CPU
+    assert r["aten_operations_per_step"] > 50          # convolutions, norms, Adam, ...
     names = [row["name"] for row in r["top"]]
     assert len(names) == 4 and any("conv" in n for n in names)   # convolutions dominate
     assert profile_main(["--device", "cpu", "--precision", "fp32", "--resolution", "32",

@@ -10,6 +10,7 @@ device) for a few warm-up steps, then profiles a few more with
   thread spent issuing work);
 * device time: the sum of the GPU kernels' own times, and the number of kernel
   launches;
+* the number of aten operations one step dispatches;
 * the operators that cost the most device (or, on a CPU, host) time.
 
 When wall time is close to host time and well above device time, the step is
@@ -36,6 +37,22 @@ def _step_fn(model: Any, real: torch.Tensor, autocast_dtype: torch.dtype | None)
             with torch.autocast(real.device.type, dtype=autocast_dtype):
                 model.train_step(real)
     return step
+
+
+def _count_operations(step: Any) -> int:
+    """How many aten operations one step dispatches (each one a kernel or more on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        step()
+    return Count.calls
 
 
 def _sync(device: torch.device) -> None:
@@ -78,6 +95,8 @@ def profile_step(*, device: str = "auto", precision: str = "fp32", resolution: i
         step()
     _sync(dev)
     plain_s = time.perf_counter() - t0
+    ops = _count_operations(step)
+    _sync(dev)
     activities = [ProfilerActivity.CPU]
     if dev.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
@@ -115,6 +134,7 @@ def profile_step(*, device: str = "auto", precision: str = "fp32", resolution: i
         "profiled_wall_ms_per_step": 1000.0 * wall_s / n,
         "host_ms_per_step": 1000.0 * host_s / n,
         "device_ms_per_step": device_us / 1000.0 / n if dev.type == "cuda" else None,
+        "aten_operations_per_step": ops,
         "kernel_launches_per_step": len(kernels) / n if dev.type == "cuda" else None,
         "top": rows,
     }
@@ -128,7 +148,8 @@ def _print(r: dict[str, Any]) -> None:
           f"{' channels_last' if r['channels_last'] else ''}: "
           f"{r['images_per_s']:,.1f} images/s; per step: wall {r['wall_ms_per_step']:.2f} ms; "
           f"under the profiler: wall {r['profiled_wall_ms_per_step']:.2f} ms, "
-          f"host {r['host_ms_per_step']:.2f} ms{dev_part}")
+          f"host {r['host_ms_per_step']:.2f} ms{dev_part}; "
+          f"{r['aten_operations_per_step']} aten operations")
     for row in r["top"]:
         print(f"    {row['self_ms_per_step']:8.3f} ms  x{row['calls_per_step']:<6.1f} {row['name']}")
 

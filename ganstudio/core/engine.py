@@ -642,8 +642,8 @@ class Engine:
             return self._fail(str(e), kind="disk")
         except _PluginFailure as e:
             cause = e.__cause__
-            return self._fail(f"{cause.__class__.__name__} in {e.where}: {cause}", kind="plugin",
-                              tb=e.tb)
+            return self._fail(f"{cause.__class__.__name__} in {e.where}: {cause}"
+                              + self._precision_hint(cause), kind="plugin", tb=e.tb)
         except UserError as e:
             return self._fail(str(e), kind="user")
         except Exception as e:
@@ -819,6 +819,17 @@ class Engine:
         if suggestion:
             msg += f"; try a smaller batch ({suggestion}) and resume"
         return self._fail(msg, kind="oom", suggestion=suggestion)
+
+    def _precision_hint(self, error: BaseException | None) -> str:
+        """What to do when a plugin fails on a bf16 tensor under the engine's autocast."""
+        dev = self.device
+        if dev is None or dev.autocast_dtype is None or error is None:
+            return ""
+        text = str(error)
+        if not any(word in text for word in ("BFloat16", "bfloat16", "Half")):
+            return ""
+        return (" (the run trained in bf16 autocast, which this plugin may not support: "
+                "resume with --precision fp32, or Precision fp32 in the studio)")
 
     def _fail(self, message: str, *, kind: str, tb: str = "", suggestion: str = "") -> ev.Failed:
         plugin = (self.spec.plugin or self.spec.id) if kind == "plugin" else ""

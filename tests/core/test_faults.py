@@ -266,6 +266,25 @@ def test_plugin_exception_fails_the_run_naming_the_plugin(tmp_path, where):
     assert isinstance(ok.run_loop(), ev.Finished)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_a_plugin_failing_on_bf16_is_told_how_to_train_in_fp32(tmp_path, monkeypatch, precision):
+    def step(self, real):
+        if torch.is_autocast_enabled("cpu"):     # as an op without a bf16 kernel would
+            raise RuntimeError('"cholesky_cpu" not implemented for \'BFloat16\'')
+        raise RuntimeError('"cholesky_cpu" not implemented for \'BFloat16\' (no autocast)')
+    monkeypatch.setattr(FaultyGAN, "train_step", step)
+    eng = engine_for(tmp_path / "run", [], precision=precision)
+    eng.prepare()
+    failed = eng.run_loop()
+    assert isinstance(failed, ev.Failed) and failed.plugin == PLUGIN
+    assert "not implemented for 'BFloat16'" in failed.message
+    hint = "resume with --precision fp32, or Precision fp32 in the studio"
+    if precision == "bf16":
+        assert hint in failed.message and "trained in bf16 autocast" in failed.message
+    else:                         # no autocast: nothing to suggest about precision
+        assert hint not in failed.message
+
+
 @pytest.mark.parametrize("bad", ["float_loss", "wrong_sample_shape"])
 def test_a_plugin_returning_the_wrong_thing_is_named_not_blamed_on_the_studio(
         tmp_path, monkeypatch, bad):

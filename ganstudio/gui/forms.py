@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
-                               QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QFileDialog, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLineEdit, QPushButton, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from ganstudio.core.config import Field
 from ganstudio.core.errors import ConfigError
@@ -54,6 +54,44 @@ def _fmt_float(v: float) -> str:
     return f"{v:g}"
 
 
+class _WheelGuard(QObject):
+    """Lets the mouse wheel scroll a form instead of changing the value under the pointer.
+
+    Qt hands a wheel event to the spin box or combo box under the pointer even when the
+    user only meant to scroll the settings list, so scrolling past "G features" quietly
+    turned 32 into 25. A guarded editor takes the wheel only once it has the keyboard
+    focus (a click or Tab); otherwise the event is ignored and goes on to the scroll area.
+    """
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            event.ignore()
+            return True  # not for this editor; Qt passes an ignored wheel to the parent
+        return False
+
+
+_WHEEL_GUARD: _WheelGuard | None = None
+
+
+def guard_wheel(*editors: QWidget) -> None:
+    """Spin boxes and combo boxes in ``editors`` change on the wheel only when focused."""
+    global _WHEEL_GUARD
+    if _WHEEL_GUARD is None:
+        _WHEEL_GUARD = _WheelGuard()
+    for w in editors:
+        if isinstance(w, (QAbstractSpinBox, QComboBox)):
+            w.setFocusPolicy(Qt.StrongFocus)  # the wheel alone must not give it the focus
+            w.installEventFilter(_WHEEL_GUARD)
+
+
+def _form_layout(parent: QWidget) -> QFormLayout:
+    """A form whose long rows put the editor under its label when the dock is narrow
+    (instead of a sideways scroll bar once the Advanced fold opens)."""
+    form = QFormLayout(parent)
+    form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+    return form
+
+
 class SettingsForm(QWidget):
     """Editors for every field; :meth:`values` returns validated values."""
 
@@ -72,7 +110,7 @@ class SettingsForm(QWidget):
                 continue
             if f.group not in groups:
                 box = QGroupBox(f.group)
-                groups[f.group] = QFormLayout(box)
+                groups[f.group] = _form_layout(box)
                 lay.addWidget(box)
             self._add_row(groups[f.group], f)
         self.advanced_box = None
@@ -81,7 +119,8 @@ class SettingsForm(QWidget):
             box.setCheckable(True)
             box.setChecked(False)
             inner = QWidget()
-            form = QFormLayout(inner)
+            form = _form_layout(inner)
+            form.setContentsMargins(0, 0, 0, 0)  # the box around it has margins already
             for f in advanced_fields:
                 self._add_row(form, f)
             blay = QVBoxLayout(box)
@@ -97,6 +136,7 @@ class SettingsForm(QWidget):
         editor = self._make_editor(f)
         editor.setObjectName(f"field_{f.name}")
         editor.setToolTip(_tooltip(f))
+        guard_wheel(editor)
         self.editors[f.name] = editor
         form.addRow(field_label(f), editor if not isinstance(editor, QLineEdit) or f.type != "path"
                     else self._with_browse(editor))

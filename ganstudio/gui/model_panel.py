@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel,
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-from .forms import SettingsForm
+from .forms import SettingsForm, guard_wheel
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -74,6 +74,9 @@ class ModelPanel(QWidget):
         run_form.addRow("Precision", self.precision)
         run_form.addRow("Samples every", self.sample_every)
         run_form.addRow("Checkpoint every", self.checkpoint_every)
+        # Scrolling the dock must not change the model or a run setting by accident.
+        guard_wheel(self.combo, self.steps, self.device, self.precision, self.sample_every,
+                    self.checkpoint_every)
 
         lay = QVBoxLayout(self)
         lay.addWidget(self.combo)

@@ -37,7 +37,7 @@ from ganstudio.core.data import IMAGE_EXTENSIONS
 from ganstudio.core.errors import ConfigError, UserError
 
 from .chart import MetricsChart
-from .forms import SettingsForm
+from .forms import SettingsForm, guard_wheel
 from .grid import array_to_qimage
 from .tasks import Tasks
 from .worker import TrainingSession, TrainingWorker
@@ -256,6 +256,7 @@ class StylePanel(QWidget):
         self.cancel_download_button.clicked.connect(self._cancel_download.set)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
+        guard_wheel(self.device_combo)
         wrow = QHBoxLayout()
         wrow.addWidget(self.weights_edit, 1)
         wrow.addWidget(browse)
@@ -362,6 +363,7 @@ class StylePanel(QWidget):
         prow.addWidget(QLabel("iterations"))
         prow.addStretch(1)
         v.addLayout(prow)
+        guard_wheel(self.blend_spin, self.preview_every)  # the tab scrolls; values stay put
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop (keep best)")
@@ -425,6 +427,7 @@ class StylePanel(QWidget):
         self.apply_button.clicked.connect(self.apply_network)
         a.addRow(self.apply_button)
         v.addWidget(apply_box)
+        guard_wheel(self.fast_steps, self.apply_size)  # the tab scrolls; values stay put
         return page
 
     def _with_folder_browse(self, edit: QLineEdit) -> QWidget:

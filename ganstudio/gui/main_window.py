@@ -394,6 +394,10 @@ class MainWindow(QMainWindow):
         name = apply_theme(app, name)
         if self.chart is not None:
             self.chart.apply_theme(name)
+        chart = getattr(self.style_panel, "chart", None)
+        if chart is not None:  # the style tab's chart follows the theme too
+            chart.apply_theme(name)
+        self.info_bar.restyle()
         self.theme_actions[name].setChecked(True)
         self.settings.setValue("theme", name)
 

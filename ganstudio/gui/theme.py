@@ -13,9 +13,10 @@ CHART_COLOURS = {
     "light": {"background": "#ffffff", "foreground": "#30343c"},
 }
 
-# Metric line colours, readable on both backgrounds.
+# Metric line colours, readable on both backgrounds. Twelve, so that a model's usual
+# dozen metrics (DCGAN logs eleven) never share a colour with a loss curve.
 SERIES_COLOURS = ["#4e9cff", "#ff7b54", "#5ccf7a", "#e0b020", "#c77dff", "#38c6d9",
-                  "#ff5f8f", "#a0a0a0"]
+                  "#ff5f8f", "#a0a0a0", "#b08968", "#a5d63f", "#8a7dff", "#2f9e8f"]
 
 WARNING_COLOURS = {"nan": "#ff4d4d", "collapse": "#ffa726", "imbalance": "#ffd54f"}
 

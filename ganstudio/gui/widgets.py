@@ -10,10 +10,14 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBo
                                QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
+from .theme import current_theme
+
+# (background, text) per theme and level: a dark strip in the light theme reads as an alarm.
 _LEVEL_STYLE = {
-    "info": ("#1f3a5f", "#9cc3ff"),
-    "warning": ("#4a3b12", "#ffd27a"),
-    "error": ("#4d1f24", "#ff9aa2"),
+    "dark": {"info": ("#1f3a5f", "#9cc3ff"), "warning": ("#4a3b12", "#ffd27a"),
+             "error": ("#4d1f24", "#ff9aa2")},
+    "light": {"info": ("#dbe8fc", "#17457f"), "warning": ("#fcefc7", "#6b4a00"),
+              "error": ("#fbe0e2", "#8f1d29")},
 }
 
 
@@ -52,12 +56,21 @@ class InfoBar(QFrame):
             b.clicked.connect(lambda _=False, cb=callback: (self.dismiss(), cb()))
             self.row.insertWidget(self.row.count() - 1, b)
             self.buttons[label] = b
-        bg, fg = _LEVEL_STYLE.get(level, _LEVEL_STYLE["info"])
-        self.setStyleSheet(f"#infoBar {{ background: {bg}; border-radius: 4px; }}"
-                           f"#infoBar QLabel {{ color: {fg}; }}")
         self.label.setText(text)
         self.level, self.kind = level, kind
+        self.restyle()
         self.show()
+
+    def colours(self) -> tuple[str, str]:
+        """(background, text) for the current level in the current theme."""
+        levels = _LEVEL_STYLE.get(current_theme(), _LEVEL_STYLE["dark"])
+        return levels.get(self.level, levels["info"])
+
+    def restyle(self) -> None:
+        """Colour the strip for its level in the current theme (call after a theme change)."""
+        bg, fg = self.colours()
+        self.setStyleSheet(f"#infoBar {{ background: {bg}; border-radius: 4px; }}"
+                           f"#infoBar QLabel {{ color: {fg}; }}")
 
     def dismiss(self) -> None:
         self.kind = ""

@@ -1,11 +1,15 @@
 """Take the README screenshots of the real studio window under an X server (e.g. Xvfb).
 
     Xvfb :99 -screen 0 1440x900x24 &
-    DISPLAY=:99 python resources/screenshots/take_screenshots.py --data resources/demo
+    DISPLAY=:99 OMP_NUM_THREADS=1 python resources/screenshots/take_screenshots.py
 
-Trains a small DCGAN on the given folder for ``--seconds``, then captures the
-whole screen with ImageMagick's ``import`` for each view: training (dark),
-the run browser, a sample at full size, and the light theme.
+Trains a DCGAN on the bundled demo images with the studio's own demo settings and
+step count (what "Use demo images" sets), so the status bar shows a real run: its
+step count, speed and ETA. The training view is captured once the run is
+``--at`` of the way through (by step, not by wall time, so a slow machine gives
+the same picture), then a sample at full size, the run browser and the light
+theme. Each capture is the window's rectangle, taken with ImageMagick's
+``import``.
 """
 from __future__ import annotations
 
@@ -18,10 +22,27 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def gui_argv(data: str, steps: int, runs_root: Path) -> list[str]:
+    """``ganstudio gui`` arguments for the screenshot run: DCGAN with the demo settings."""
+    from ganstudio.gui.main_window import DEMO_SETTINGS
+    demo = [item for k, v in DEMO_SETTINGS.items() for item in ("--set", f"{k}={v}")]
+    return ["gui", "--data", str(data), "--model", "dcgan", "--autostart",
+            "--steps", str(steps), "--runs-root", str(runs_root), *demo]
+
+
 def main(argv=None) -> int:
+    from ganstudio.gui.main_window import DEMO_STEPS
+    from ganstudio.gui.resources import demo_dataset_dir
+
     p = argparse.ArgumentParser()
-    p.add_argument("--data", required=True)
-    p.add_argument("--seconds", type=float, default=90)
+    p.add_argument("--data", default=str(demo_dataset_dir()),
+                   help="image folder (default: the bundled demo images)")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS,
+                   help=f"total steps of the run (default: the demo's {DEMO_STEPS:,})")
+    p.add_argument("--at", type=float, default=0.7,
+                   help="capture the training view at this fraction of the steps")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="give up (exit 1) after this many seconds")
     p.add_argument("--out", default=str(HERE))
     a = p.parse_args(argv)
     out = Path(a.out)
@@ -31,57 +52,83 @@ def main(argv=None) -> int:
     from ganstudio.cli import build_parser
     from ganstudio.gui.app import build_window
 
-    args = build_parser().parse_args(
-        ["gui", "--data", a.data, "--model", "dcgan", "--autostart", "--steps", "1000000",
-         "--runs-root", str(work / "runs"), "--set", "resolution=32", "--set", "g_features=16",
-         "--set", "d_features=16", "--set", "batch_size=32"])
+    args = build_parser().parse_args(gui_argv(a.data, a.steps, work / "runs"))
     settings = QSettings(str(work / "settings.ini"), QSettings.IniFormat)
     app, w = build_window(args, settings=settings)
     w.resize(1400, 860)
     w.move(20, 20)
     w.confirm_close = lambda: True
+    failed: list[str] = []
 
     def shot(name: str) -> None:
         app.processEvents()
-        subprocess.run(["import", "-window", "root", str(out / name)], check=True)
+        g = w.frameGeometry()
+        subprocess.run(["import", "-window", "root", "-crop",
+                        f"{g.width()}x{g.height()}+{g.x()}+{g.y()}", "+repage",
+                        str(out / name)], check=True)
         print("wrote", out / name, flush=True)
 
-    def step1():
+    def later(ms: int, fn) -> None:
+        QTimer.singleShot(ms, fn)
+
+    def current_step() -> int:
+        return int(w._live_rows[-1]["step"]) if w._live_rows else 0
+
+    def setup():
         w.model_panel.sample_every.setValue(3.0)
         w.ensure_chart()
         w.chart.smoothing.setValue(10)
 
-    def step2():
+    def wait_for_progress():
+        if w.last_error:
+            failed.append(w.last_error)
+            w.close()
+            return
+        if w.state == "running" and current_step() >= a.at * a.steps:
+            training()
+        else:
+            later(250, wait_for_progress)
+
+    def training():
         shot("studio-training.png")
         w.samples.enlarge(5)
+        later(1500, sample)
 
-    def step3():
+    def sample():
         shot("studio-sample.png")
         for d in w.samples.dialogs:
             d.close()
         w.pause_training()
+        later(2500, runs)
 
-    def step4():
+    def runs():
         w.tabs.setCurrentWidget(w.browser)
+        later(2000, runs_shot)
 
-    def step5():
+    def runs_shot():
         shot("studio-runs.png")
         w.tabs.setCurrentIndex(0)
         w.set_theme("light")
+        later(2000, light)
 
-    def step6():
+    def light():
         shot("studio-light.png")
         w.set_theme("dark")
         w.close()
 
-    t = a.seconds * 1000
-    QTimer.singleShot(100, step1)
-    QTimer.singleShot(int(t), step2)
-    QTimer.singleShot(int(t) + 1500, step3)
-    QTimer.singleShot(int(t) + 4000, step4)
-    QTimer.singleShot(int(t) + 6000, step5)
-    QTimer.singleShot(int(t) + 8000, step6)
-    return int(app.exec())
+    def give_up():
+        failed.append(f"no screenshots after {a.timeout:g} s (state {w.state}, "
+                      f"step {current_step()})")
+        w.close()
+
+    later(100, setup)
+    later(500, wait_for_progress)
+    later(int(a.timeout * 1000), give_up)
+    code = int(app.exec())
+    if failed:
+        print("take_screenshots:", failed[0], file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import math
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, TextIO
@@ -676,6 +676,31 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         add("resume", FAIL, str(e))
     except Exception as e:  # noqa: BLE001
         add("resume", FAIL, _exc_text(e))
+
+    # bf16 autocast: the default precision on CUDA GPUs and on CPUs with AMX ------------------
+    if is_gan:
+        try:
+            bf16_steps = 2
+            eng16 = Engine(spec, workdir / "run_bf16", overrides=over,
+                           settings=replace(_engine_settings(bf16_steps), precision="bf16"),
+                           images=images, cache_dir=workdir / "cache", plugin_version="kit")
+            eng16.prepare()
+            end = eng16.run_loop()
+            if isinstance(end, ev.Failed):
+                raise ConformanceError(
+                    "under bf16 autocast (the default precision on CUDA GPUs and on CPUs with "
+                    f"AMX) the engine stopped: {_failure_text(end)}; compute losses in float "
+                    "(logits.float()) and run ops that lack bf16 kernels with "
+                    "torch.autocast(device_type, enabled=False) and float inputs")
+            rows = _loss_rows(workdir / "run_bf16")
+            if [r["step"] for r in rows] != list(range(1, bf16_steps + 1)):
+                raise ConformanceError(f"under bf16 autocast: expected one metrics line per "
+                                       f"step 1..{bf16_steps}, got {[r['step'] for r in rows]}")
+            add("bf16", PASS, f"{bf16_steps} engine steps under bf16 autocast; losses finite")
+        except ConformanceError as e:
+            add("bf16", FAIL, str(e))
+        except Exception as e:  # noqa: BLE001
+            add("bf16", FAIL, _exc_text(e))
     return results
 
 

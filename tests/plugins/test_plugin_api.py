@@ -77,14 +77,15 @@ def test_single_file_plugin_from_the_guide_loads_and_passes_the_kit(plugins_dir,
     spec = pm.get_model("hello-gan")  # registered through ganstudio_register_models
     results = kit.check_model(spec, workdir=tmp_path, module=pm.plugins["hello_gan"].module)
     assert statuses(results) == {"schema": "pass", "build": "pass", "steps": "pass",
-                                 "samples": "pass", "state": "pass", "resume": "pass"}, \
+                                 "samples": "pass", "state": "pass", "resume": "pass",
+                                 "bf16": "pass"}, \
         kit.format_report("hello-gan", results)
 
     rc = main(["plugins", "--check", "hello_gan"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "PASS  load     folder plugin 'hello_gan' 0.1.0: plugin API 1, 1 model" in out
-    assert out.strip().endswith("passed: 7 passed, 0 passed with notes, 0 skipped, 0 failed")
+    assert out.strip().endswith("passed: 8 passed, 0 passed with notes, 0 skipped, 0 failed")
 
 
 # -- common breakages: each reads clearly in `plugins` and in `--check` -------------------------
@@ -222,6 +223,12 @@ MUTATIONS = {
                     "resume", "draw noise from torch's generators"),
     "nohelp": ({'"Learning rate of G and D."': '""'}, "schema",
                "setting 'lr' has no help text"),
+    # an op without a bf16 kernel: fine in fp32, a failure under the default autocast
+    "no_bf16": ({_STEP_RETURN: 'if torch.is_autocast_enabled("cpu"):\n'
+                               '            raise RuntimeError("\\"slow_op\\" not implemented '
+                               'for \'BFloat16\'")\n        ' + _STEP_RETURN},
+                "bf16", "under bf16 autocast (the default precision on CUDA GPUs and on CPUs "
+                        "with AMX) the engine stopped"),
 }
 
 
@@ -236,7 +243,7 @@ def test_kit_names_what_is_broken(name, tmp_path):
     report = kit.format_report("tinygan", results)
     assert by_name[failing].status == "fail", report
     assert expected in by_name[failing].detail, report
-    order = ["schema", "build", "steps", "samples", "state", "resume"]
+    order = ["schema", "build", "steps", "samples", "state", "resume", "bf16"]
     for earlier in order[:order.index(failing)]:
         assert by_name[earlier].status in ("pass", "warn"), report
 
@@ -245,7 +252,7 @@ def test_the_unbroken_tiny_model_passes_every_check(tmp_path):
     module = load_tiny_plugin_module()
     pm = PluginManager(load_entry_points=False, load_folder=False, extra=[("tiny", module)])
     results = kit.check_model(pm.get_model("tinygan"), workdir=tmp_path, module=module)
-    assert [r.status for r in results] == ["pass"] * 6, kit.format_report("tinygan", results)
+    assert [r.status for r in results] == ["pass"] * 7, kit.format_report("tinygan", results)
     # the kit ran 4 real engine steps with one metrics line each, and a 2+2 resumed run
     rows = [json.loads(x) for x in (tmp_path / "run_b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]

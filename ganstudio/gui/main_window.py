@@ -125,6 +125,20 @@ def fmt_bytes(n: int | None) -> str:
     return f"{n:.1f} GB"
 
 
+def device_text(device: str, reason: str = "") -> str:
+    """The status bar's device, with ``· bf16`` when the run trains under bf16 autocast
+    (the engine says so in its device reason), so the precision is visible without a hover."""
+    return f"{device} · bf16" if "bf16 autocast" in (reason or "") else device
+
+
+def shortcuts_html() -> str:
+    """The Help > Keyboard shortcuts text: a two-column table (spaces do not line up in a
+    proportional font)."""
+    rows = "".join(f"<tr><td>{k.capitalize()}</td><td style='padding-left:16px'><b>{v}</b>"
+                   "</td></tr>" for k, v in SHORTCUTS.items())
+    return f"<table>{rows}</table>"
+
+
 def progress_text(values: dict) -> str:
     """Status-bar text for progressive models (resolution, alpha, phase, phase progress)."""
     parts = []
@@ -368,6 +382,11 @@ class MainWindow(QMainWindow):
         data = self.options.data or s.value("last_data_folder")
         if data and Path(str(data)).is_dir():
             self.dataset_panel.set_folder(str(data), emit=False)
+            if not self.options.data and Path(str(data)).resolve() == \
+                    demo_dataset_dir().resolve():
+                # Reopened on the demo images: their light settings again, not the model's
+                # 64 px defaults (minutes per sample grid on a laptop CPU).
+                self._demo_pending = True
         if not self.options.data and not data:
             self.info_bar.show_message(
                 "Welcome to GAN Studio. Choose or drop a folder of your images, or try the "
@@ -536,11 +555,12 @@ class MainWindow(QMainWindow):
             self._demo_undo = (spec.id, {k: current[k] for k in values if k in current},
                                self.model_panel.steps.value())
         form.set_values(values)
-        self.model_panel.steps.setValue(DEMO_STEPS)
+        if not self.options.steps:  # a --steps on the command line is the user's choice
+            self.model_panel.steps.setValue(DEMO_STEPS)
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
         self.statusBar().showMessage(
-            f"Demo settings for a quick first run: {shown}, {DEMO_STEPS:,} steps "
-            "(change them in the Model panel)", 15000)
+            f"Demo settings for a quick first run: {shown}, "
+            f"{self.model_panel.steps.value():,} steps (change them in the Model panel)", 15000)
         return True
 
     def _undo_demo_settings(self) -> None:
@@ -792,7 +812,7 @@ class MainWindow(QMainWindow):
     def _on_started(self, event: Any) -> None:
         self._count("started")
         self.total_steps = event.total_steps
-        self.status_labels["device"].setText(event.device)
+        self.status_labels["device"].setText(device_text(event.device, event.device_reason))
         self.status_labels["device"].setToolTip(event.device_reason)
         self.status_labels["step"].setText(f"step {event.step:,} / {event.total_steps:,}")
         self._set_state("running")
@@ -1088,8 +1108,10 @@ class MainWindow(QMainWindow):
 
     # ============================================================================ misc
     def _show_shortcuts(self) -> None:
-        text = "\n".join(f"{k.capitalize():<12} {v}" for k, v in SHORTCUTS.items())
-        QMessageBox.information(self, "Keyboard shortcuts", text)
+        box = QMessageBox(QMessageBox.Information, "Keyboard shortcuts", shortcuts_html(),
+                          QMessageBox.Ok, self)
+        box.setTextFormat(Qt.RichText)
+        box.exec()
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         self.dataset_panel.dragEnterEvent(event)

@@ -163,3 +163,49 @@ def test_screenshot_script_trains_for_the_demo_step_count():
     from ganstudio.cli import build_parser
     args = build_parser().parse_args(argv)
     assert args.steps == DEMO_STEPS and args.model == "dcgan" and args.autostart
+
+
+def test_status_bar_names_bf16_when_the_run_uses_it(qtbot, make_window, tmp_path):
+    from ganstudio.core.events import Started
+    w = make_window()
+
+    def start(reason):
+        w._on_started(Started(run_dir=str(tmp_path / "r"), model_id="dcgan", device="cpu",
+                              device_reason=reason, step=0, total_steps=10, config={}))
+        return w.status_labels["device"]
+
+    label = start("auto: no GPU found, using the CPU; bf16 autocast (this CPU has AMX bf16 units)")
+    assert label.text() == "cpu · bf16" and "AMX" in label.toolTip()
+    assert start("requested").text() == "cpu"
+    w._set_state("idle")
+
+
+def test_shortcuts_are_a_table_that_lines_up():
+    from PySide6.QtGui import QTextDocument
+    from ganstudio.gui.main_window import SHORTCUTS, shortcuts_html
+    doc = QTextDocument()
+    doc.setHtml(shortcuts_html())
+    table = doc.rootFrame().childFrames()[0]
+    assert table.rows() == len(SHORTCUTS) and table.columns() == 2
+    assert table.cellAt(0, 0).firstCursorPosition().block().text() == "Start"
+    assert table.cellAt(0, 1).firstCursorPosition().block().text() == SHORTCUTS["start"]
+
+
+def test_reopening_on_the_demo_images_brings_their_light_settings_back(qtbot, make_window,
+                                                                       settings):
+    """The studio remembers the last folder; reopened on the demo images it used to train
+    them at the model's 64 px defaults and 10,000 steps (an hour on a laptop CPU)."""
+    from ganstudio.gui.main_window import DEMO_SETTINGS, DEMO_STEPS
+    from ganstudio.gui.resources import demo_dataset_dir
+    settings.setValue("last_data_folder", str(demo_dataset_dir()))
+    w = make_window(set=[])
+    assert w.dataset_panel.folder == str(demo_dataset_dir().absolute())
+    cfg = w.model_panel.config()
+    assert {k: cfg[k] for k in DEMO_SETTINGS} == DEMO_SETTINGS
+    assert w.model_panel.steps.value() == DEMO_STEPS
+    w.tasks.wait_all()
+
+    steps = make_window(set=[], steps=500)  # a --steps on the command line still wins
+    assert steps.model_panel.config()["resolution"] == DEMO_SETTINGS["resolution"]
+    assert steps.model_panel.steps.value() == 500
+    steps.tasks.wait_all()

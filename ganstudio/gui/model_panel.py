@@ -39,7 +39,7 @@ class ModelPanel(QWidget):
         self.form_holder = QScrollArea()
         self.form_holder.setWidgetResizable(True)
         self.form_holder.setFrameShape(QScrollArea.NoFrame)
-        self.form_holder.setMinimumHeight(170)  # at least a few settings rows in view
+        self.form_holder.setMinimumHeight(110)  # a few settings rows, and a 768 px screen
 
         run_box = QGroupBox("Run")
         run_form = QFormLayout(run_box)

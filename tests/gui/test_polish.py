@@ -209,3 +209,17 @@ def test_reopening_on_the_demo_images_brings_their_light_settings_back(qtbot, ma
     assert steps.model_panel.config()["resolution"] == DEMO_SETTINGS["resolution"]
     assert steps.model_panel.steps.value() == 500
     steps.tasks.wait_all()
+
+
+def test_the_window_fits_a_1366_by_768_laptop(qtbot, make_window):
+    """A 1366 x 768 screen less a 30 px panel: the default size and the window's minimum
+    (both docks, the settings form and the Run box) fit, status bar included."""
+    from PySide6.QtCore import QSize
+    from ganstudio.gui.main_window import default_window_size
+    assert default_window_size(QSize(1366, 738)) == QSize(1280, 738)
+    assert default_window_size(QSize(2560, 1440)) == QSize(1280, 800)
+    w = make_window()
+    w.ensure_chart()
+    hint = w.minimumSizeHint()
+    assert hint.width() <= 1366 and hint.height() <= 738, hint
+    assert w.model_panel.form_holder.minimumHeight() >= 100  # still a few settings rows

@@ -110,6 +110,7 @@ def profile_step(*, device: str = "auto", precision: str = "fp32", resolution: i
         wall_s = time.perf_counter() - t0
 
     events = prof.key_averages()
+
     def device_us_of(e: Any) -> float:   # the name changed across torch versions
         return float(getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0)) or 0.0)
 

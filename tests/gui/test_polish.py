@@ -223,3 +223,11 @@ def test_the_window_fits_a_1366_by_768_laptop(qtbot, make_window):
     hint = w.minimumSizeHint()
     assert hint.width() <= 1366 and hint.height() <= 738, hint
     assert w.model_panel.form_holder.minimumHeight() >= 100  # still a few settings rows
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_every_style_sheet_image_exists(themed, theme):
+    import re
+    themed(theme)
+    urls = re.findall(r"url\(([^)]+)\)", QApplication.instance().styleSheet())
+    assert urls and all(Path(u).is_file() for u in urls), urls

@@ -42,19 +42,23 @@ def _palette(name: str) -> QPalette:
     return pal
 
 
+def style_sheet(name: str) -> str:
+    """The theme's Qt style sheet, icon paths filled in ("" when the file is missing)."""
+    try:
+        qss = theme_path(name).read_text(encoding="utf-8")
+    except OSError:
+        return ""  # a missing style sheet leaves the palette, which is readable on its own
+    # Style sheets name the icons folder as @ICONS@ (url() paths are not file-relative).
+    from .resources import resources_dir
+    return qss.replace("@ICONS@", (resources_dir() / "icons").as_posix())
+
+
 def apply_theme(app: QApplication, name: str) -> str:
     """Apply ``dark`` or ``light`` to the whole application; returns the name used."""
     name = name if name in THEMES else "dark"
     app.setStyle("Fusion")
     app.setPalette(_palette(name))
-    try:
-        qss = theme_path(name).read_text(encoding="utf-8")
-    except OSError:
-        qss = ""  # a missing style sheet leaves the palette, which is readable on its own
-    # Style sheets name the icons folder as @ICONS@ (url() paths are not file-relative).
-    from .resources import resources_dir
-    qss = qss.replace("@ICONS@", (resources_dir() / "icons").as_posix())
-    app.setStyleSheet(qss)
+    app.setStyleSheet(style_sheet(name))
     app.setProperty("ganstudio_theme", name)
     return name
 

@@ -226,8 +226,9 @@ def test_the_window_fits_a_1366_by_768_laptop(qtbot, make_window):
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
-def test_every_style_sheet_image_exists(themed, theme):
+def test_every_style_sheet_image_exists(theme):
     import re
-    themed(theme)
-    urls = re.findall(r"url\(([^)]+)\)", QApplication.instance().styleSheet())
+    from ganstudio.gui.theme import style_sheet
+    urls = re.findall(r"url\(([^)]+)\)", style_sheet(theme))
     assert urls and all(Path(u).is_file() for u in urls), urls
+    assert "@ICONS@" not in style_sheet(theme)

@@ -101,7 +101,7 @@ class MetricsChart(QWidget):
         self.metric_list.itemChanged.connect(self._on_item_changed)
         self.smoothing = QSpinBox()
         self.smoothing.setRange(1, 10_000)
-        self.smoothing.setValue(1)
+        self.smoothing.setValue(10)   # about a second of 100 ms points: readable at once
         self.smoothing.setToolTip("Moving average over this many logged points (1 = raw)")
         self.smoothing.valueChanged.connect(self._mark_dirty)
         self.log_scale = QCheckBox("Log scale")

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     def setup():
         w.model_panel.sample_every.setValue(3.0)
         w.ensure_chart()
-        w.chart.smoothing.setValue(10)
+        w.chart.smoothing.setValue(10)   # the default, kept explicit
 
     def wait_for_progress():
         if w.last_error:

@@ -24,6 +24,11 @@ def test_rows_become_curves(chart):
                     {"step": 3, "time": 0.3, "loss_d": 1.1, "loss_g": 0.8, "resolution": 16}])
     chart.redraw()
     assert set(chart.series) == {"loss_d", "loss_g", "resolution"}
+    assert chart.smoothing.value() == 10          # smoothed by default: readable at once
+    x, y = chart.series["loss_g"].item.getOriginalDataset()
+    assert list(x) == [1, 2, 3] and list(y) == pytest.approx([0.7, 0.8, 0.8])
+    chart.smoothing.setValue(1)                   # 1 = the raw points
+    chart.redraw()
     x, y = chart.series["loss_g"].item.getOriginalDataset()
     assert list(x) == [1, 2, 3] and list(y) == pytest.approx([0.7, 0.9, 0.8])
     assert math.isnan(chart.series["loss_d"].ys[1])

@@ -22,6 +22,15 @@ class ModelPanel(QWidget):
         self.form: SettingsForm | None = None
         self.combo = QComboBox()
         self.combo.setObjectName("modelCombo")
+        # The combo's width must not follow the longest model name. By default a QComboBox
+        # caches its minimum size hint from the items it has when first asked ("Loading
+        # models…") and recomputes it from every item only when the style changes: a switch
+        # to the light theme then asked for the width of "MSG-GAN (multi-scale gradients)
+        # (msggan)" and widened the whole dock by 36 px, and a dock keeps a width it grew
+        # to. A fixed minimum in characters keeps the hint the same in both themes; a long
+        # name is elided here and shown whole in the drop-down list.
+        self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(14)
         self.combo.addItem("Loading models…")
         self.combo.setEnabled(False)
         self.combo.currentIndexChanged.connect(self._on_model)

@@ -38,6 +38,17 @@ def no_thread_left_running():
 
 
 @pytest.fixture
+def themed(qapp):
+    """Apply a theme for one test and put the application's look back afterwards."""
+    from ganstudio.gui.theme import apply_theme
+    before = (qapp.styleSheet(), qapp.palette(), qapp.property("ganstudio_theme"))
+    yield lambda name: apply_theme(qapp, name)
+    qapp.setStyleSheet(before[0])
+    qapp.setPalette(before[1])
+    qapp.setProperty("ganstudio_theme", before[2])
+
+
+@pytest.fixture
 def settings(tmp_path):
     from PySide6.QtCore import QSettings
     return QSettings(str(tmp_path / "studio.ini"), QSettings.IniFormat)

@@ -18,18 +18,6 @@ from ganstudio.gui.forms import SettingsForm
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def themed():
-    """Apply a theme for one test and put the application's look back afterwards."""
-    from ganstudio.gui.theme import apply_theme
-    app = QApplication.instance()
-    before = (app.styleSheet(), app.palette(), app.property("ganstudio_theme"))
-    yield lambda name: apply_theme(app, name)
-    app.setStyleSheet(before[0])
-    app.setPalette(before[1])
-    app.setProperty("ganstudio_theme", before[2])
-
-
 def _wheel(widget, dy: int = -120) -> QWheelEvent:
     centre = QPointF(widget.rect().center())
     event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),

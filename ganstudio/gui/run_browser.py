@@ -13,6 +13,19 @@ from ganstudio.core.runs import list_runs
 from .tasks import Tasks
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` as a person reads it: a folder under the home folder as ``~/...``."""
+    full = Path(path).expanduser()
+    try:
+        home = Path.home()
+        rest = full.relative_to(home) if home != Path(home.anchor) else None
+    except (RuntimeError, ValueError):  # no home folder, or not under it
+        rest = None
+    if rest is None:
+        return str(full)
+    return "~" if rest == Path(".") else str(Path("~") / rest)
+
+
 def scan_runs(root: str) -> list[tuple[Any, QImage | None]]:
     """(RunSummary, thumbnail) for every run below ``root``; runs in a worker thread."""
     out = []
@@ -90,7 +103,8 @@ class RunBrowser(QWidget):
 
     def set_root(self, root: str, refresh: bool = True) -> None:
         self.root = str(root)
-        self.root_edit.setText(self.root)
+        self.root_edit.setText(display_path(self.root))
+        self.root_edit.setToolTip(self.root)
         self.rootChanged.emit(self.root)
         if refresh:
             self.refresh()

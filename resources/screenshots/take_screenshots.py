@@ -9,11 +9,15 @@ step count, speed and ETA. The training view is captured once the run is
 ``--at`` of the way through (by step, not by wall time, so a slow machine gives
 the same picture), then a sample at full size, the run browser and the light
 theme. Each capture is the window's rectangle, taken with ImageMagick's
-``import``.
+``import``. The run is written to ``~/ganstudio-runs`` under a fresh, temporary
+home folder, so the Runs tab shows the folder a user's own runs go to (the
+studio's default) instead of a temporary path; the dataset cache stays where it
+was.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,19 @@ def gui_argv(data: str, steps: int, runs_root: Path) -> list[str]:
     demo = [item for k, v in DEMO_SETTINGS.items() for item in ("--set", f"{k}={v}")]
     return ["gui", "--data", str(data), "--model", "dcgan", "--autostart",
             "--steps", str(steps), "--runs-root", str(runs_root), *demo]
+
+
+def use_temporary_home(work: Path) -> Path:
+    """Point HOME at ``work/home`` and return the runs folder the studio would default to
+    there (``~/ganstudio-runs``). The dataset cache keeps its usual place, so the demo
+    images are read from it as before and nothing new is decoded."""
+    from ganstudio.core.data import default_cache_dir
+    os.environ.setdefault("GANSTUDIO_CACHE_DIR", str(default_cache_dir()))
+    home = work / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["HOME"] = str(home)
+    from ganstudio.gui.main_window import default_runs_root
+    return default_runs_root()
 
 
 def main(argv=None) -> int:
@@ -52,7 +69,8 @@ def main(argv=None) -> int:
     from ganstudio.cli import build_parser
     from ganstudio.gui.app import build_window
 
-    args = build_parser().parse_args(gui_argv(a.data, a.steps, work / "runs"))
+    runs_root = use_temporary_home(work)
+    args = build_parser().parse_args(gui_argv(a.data, a.steps, runs_root))
     settings = QSettings(str(work / "settings.ini"), QSettings.IniFormat)
     app, w = build_window(args, settings=settings)
     w.resize(1400, 860)

@@ -173,3 +173,43 @@ def test_long_time_lapses_are_thinned_evenly_keeping_first_and_last():
     gaps = {b - a for a, b in zip(steps, steps[1:])}
     assert gaps <= {4, 5}                      # evenly spaced
     assert pick_frames(paths[:10], 240) == paths[:10]
+
+
+def test_the_runs_folder_reads_from_the_home_folder(qtbot, tmp_path, monkeypatch):
+    """A runs folder under the home folder shows as ~/...; the full path stays in the tooltip
+    and is what the browser reads."""
+    from ganstudio.gui.run_browser import RunBrowser, display_path
+    from ganstudio.gui.tasks import Tasks
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    runs = home / "ganstudio-runs"
+    tasks = Tasks()
+    browser = RunBrowser(tasks)
+    qtbot.addWidget(browser)
+    browser.set_root(str(runs), refresh=False)
+    assert browser.root_edit.text() == os.path.join("~", "ganstudio-runs")
+    assert browser.root_edit.toolTip() == str(runs) == browser.root
+    assert display_path(home) == "~"
+    elsewhere = tmp_path / "elsewhere" / "runs"
+    assert display_path(elsewhere) == str(elsewhere)
+    assert display_path(str(tmp_path / "home-not")) == str(tmp_path / "home-not")
+
+
+def test_screenshot_runs_go_to_ganstudio_runs_in_a_temporary_home(tmp_path, monkeypatch):
+    """The README's Runs tab shows ~/ganstudio-runs, not a temporary folder's name."""
+    import importlib.util
+    from pathlib import Path
+
+    from ganstudio.core.data import default_cache_dir
+    from ganstudio.gui.run_browser import display_path
+    path = Path(__file__).resolve().parents[2] / "resources/screenshots/take_screenshots.py"
+    spec = importlib.util.spec_from_file_location("take_screenshots", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cache = default_cache_dir()
+    monkeypatch.setenv("HOME", os.environ.get("HOME", str(tmp_path)))  # put back afterwards
+    runs = module.use_temporary_home(tmp_path / "work")
+    assert runs == tmp_path / "work" / "home" / "ganstudio-runs"
+    assert (tmp_path / "work" / "home").is_dir()
+    assert display_path(runs) == os.path.join("~", "ganstudio-runs")
+    assert default_cache_dir() == cache  # the demo images' cache did not move with HOME

@@ -173,8 +173,4 @@ def run_engine(spec: Any, folder: str | os.PathLike, run_dir: str | os.PathLike,
 
 
 def _precision_name(engine: Engine) -> str:
-    dev = engine.device
-    if dev is None or dev.autocast_dtype is None:
-        return "fp32"
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dev.autocast_dtype,
-                                                               str(dev.autocast_dtype))
+    return engine.device.precision if engine.device is not None else "fp32"

@@ -127,7 +127,7 @@ def profile_step(*, device: str = "auto", precision: str = "fp32", resolution: i
         rows.append({"name": e.key, "calls_per_step": e.count / n,
                      "self_ms_per_step": getattr(e, sort_key, 0.0) / 1000.0 / n})
     return {
-        "device": choice.name, "precision": "fp32" if choice.autocast_dtype is None else "bf16",
+        "device": choice.name, "precision": choice.precision,
         "resolution": resolution, "batch_size": batch_size, "features": features,
         "channels_last": bool(channels_last), "steps": n,
         "wall_ms_per_step": 1000.0 * plain_s / n,

@@ -112,7 +112,7 @@ def _resolved_precision(precision: str, device: str) -> str:
     if precision != "auto":
         return precision
     from ganstudio.core.devices import pick_device
-    return "fp32" if pick_device(device, precision="auto").autocast_dtype is None else "bf16"
+    return pick_device(device, precision="auto").precision
 
 
 def _distinct_precisions(precisions: tuple[str, ...], device: str) -> list[str]:

@@ -18,6 +18,14 @@ class DeviceChoice:
     autocast_dtype: torch.dtype | None  # None = full fp32
 
     @property
+    def precision(self) -> str:
+        """``fp32``, or the autocast dtype's short name (``bf16``)."""
+        if self.autocast_dtype is None:
+            return "fp32"
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype,
+                                                                   str(self.autocast_dtype))
+
+    @property
     def name(self) -> str:
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"

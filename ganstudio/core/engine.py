@@ -491,7 +491,7 @@ class Engine:
         dev = self.device
         self.emit(ev.Started(str(self.run.path), self.spec.id, dev.name, dev.reason,
                              self.step, s.total_steps, dict(self.config),
-                             resumed=self.resumed_from is not None))
+                             resumed=self.resumed_from is not None, precision=dev.precision))
         acc: dict[str, torch.Tensor] = {}
         n_acc = 0
         imgs_since = 0
@@ -826,7 +826,7 @@ class Engine:
         if dev is None or dev.autocast_dtype is None or error is None:
             return ""
         text = str(error)
-        if not any(word in text for word in ("BFloat16", "bfloat16", "Half")):
+        if "BFloat16" not in text and "bfloat16" not in text:
             return ""
         return (" (the run trained in bf16 autocast, which this plugin may not support: "
                 "resume with --precision fp32, or Precision fp32 in the studio)")

@@ -27,6 +27,7 @@ class Started(Event):
     total_steps: int
     config: dict
     resumed: bool = False
+    precision: str = "fp32"      # fp32, or the autocast dtype (bf16)
 
 
 @dataclass(frozen=True)

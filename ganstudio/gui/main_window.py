@@ -131,10 +131,10 @@ def default_window_size(available: QSize) -> QSize:
     return QSize(min(1280, available.width()), min(800, available.height()))
 
 
-def device_text(device: str, reason: str = "") -> str:
-    """The status bar's device, with ``· bf16`` when the run trains under bf16 autocast
-    (the engine says so in its device reason), so the precision is visible without a hover."""
-    return f"{device} · bf16" if "bf16 autocast" in (reason or "") else device
+def device_text(device: str, precision: str = "fp32") -> str:
+    """The status bar's device, with ``· bf16`` when the run trains under bf16 autocast,
+    so the precision is visible without a hover."""
+    return device if precision in ("", "fp32") else f"{device} · {precision}"
 
 
 def shortcuts_html() -> str:
@@ -818,7 +818,7 @@ class MainWindow(QMainWindow):
     def _on_started(self, event: Any) -> None:
         self._count("started")
         self.total_steps = event.total_steps
-        self.status_labels["device"].setText(device_text(event.device, event.device_reason))
+        self.status_labels["device"].setText(device_text(event.device, getattr(event, "precision", "fp32")))
         self.status_labels["device"].setToolTip(event.device_reason)
         self.status_labels["step"].setText(f"step {event.step:,} / {event.total_steps:,}")
         self._set_state("running")

@@ -370,6 +370,7 @@ def test_auto_precision_on_a_cpu_follows_its_bf16_hardware(monkeypatch):
     monkeypatch.setenv("GANSTUDIO_CPU_BF16", "1")     # as on a CPU with AMX
     amx = pick_device("cpu")
     assert amx.autocast_dtype == torch.bfloat16 and "AMX" in amx.reason
+    assert amx.precision == "bf16" and pick_device("cpu", precision="fp32").precision == "fp32"
     assert pick_device("cpu", precision="fp32").autocast_dtype is None   # asked: obeyed
     monkeypatch.setenv("GANSTUDIO_CPU_BF16", "0")
     assert pick_device("cpu").autocast_dtype is None and not cpu_has_fast_bf16()

@@ -273,10 +273,13 @@ def test_a_plugin_failing_on_bf16_is_told_how_to_train_in_fp32(tmp_path, monkeyp
             raise RuntimeError('"cholesky_cpu" not implemented for \'BFloat16\'')
         raise RuntimeError('"cholesky_cpu" not implemented for \'BFloat16\' (no autocast)')
     monkeypatch.setattr(FaultyGAN, "train_step", step)
-    eng = engine_for(tmp_path / "run", [], precision=precision)
+    events: list[ev.Event] = []
+    eng = engine_for(tmp_path / "run", events, precision=precision)
     eng.prepare()
     failed = eng.run_loop()
     assert isinstance(failed, ev.Failed) and failed.plugin == PLUGIN
+    (started,) = [e for e in events if isinstance(e, ev.Started)]
+    assert started.precision == precision       # the studio's status bar shows it
     assert "not implemented for 'BFloat16'" in failed.message
     hint = "resume with --precision fp32, or Precision fp32 in the studio"
     if precision == "bf16":

@@ -157,14 +157,16 @@ def test_status_bar_names_bf16_when_the_run_uses_it(qtbot, make_window, tmp_path
     from ganstudio.core.events import Started
     w = make_window()
 
-    def start(reason):
+    def start(reason, precision):
         w._on_started(Started(run_dir=str(tmp_path / "r"), model_id="dcgan", device="cpu",
-                              device_reason=reason, step=0, total_steps=10, config={}))
+                              device_reason=reason, step=0, total_steps=10, config={},
+                              precision=precision))
         return w.status_labels["device"]
 
-    label = start("auto: no GPU found, using the CPU; bf16 autocast (this CPU has AMX bf16 units)")
+    label = start("auto: no GPU found, using the CPU; bf16 autocast (this CPU has AMX bf16 units)",
+                  "bf16")
     assert label.text() == "cpu · bf16" and "AMX" in label.toolTip()
-    assert start("requested").text() == "cpu"
+    assert start("requested", "fp32").text() == "cpu"
     w._set_state("idle")
 
 

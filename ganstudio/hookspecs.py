@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ganstudio.core.model import ModelSpec
+    from ganstudio.panels import PanelSpec
 
 PROJECT = "ganstudio"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -72,4 +73,28 @@ def ganstudio_run_finished(run_dir: str, step: int, reason: str) -> None:
         @ganstudio.hookimpl
         def ganstudio_run_finished(run_dir, reason):
             print(f"{run_dir}: {reason}")
+    """
+
+
+@hookspec
+def ganstudio_studio_panels() -> "list[PanelSpec]":
+    """Return studio tabs this plugin adds, as a list of ``ganstudio.panels.PanelSpec``.
+
+    Called only by the studio (never by the command line), once, in the GUI
+    thread, while the main window is built. Each spec carries an id, a tab
+    title, an order and a ``factory(studio)`` that builds the tab's QWidget; the
+    factory is called in the GUI thread and may import Qt (keep those imports
+    inside the panel module, so the plugin's model code never imports Qt).
+    ``studio`` is the studio's small public panel API
+    (:class:`ganstudio.gui.panel_api.StudioAPI`): the run shown now and a
+    signal when it changes, the plugin manager, the device choice, and a
+    background-task runner (started / progress / result / error / finished).
+    A factory that raises leaves the studio without that tab and says why.
+
+    Example::
+
+        @ganstudio.hookimpl
+        def ganstudio_studio_panels():
+            from .panel import make_panel          # imports Qt
+            return [PanelSpec(id="my-tab", title="My tab", factory=make_panel)]
     """

@@ -12,7 +12,7 @@ latents, and state_dict / load_state_dict that include the optimizers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -21,6 +21,37 @@ from .config import Field
 
 GAN = "gan"
 IMAGE_TO_IMAGE = "image2image"
+#: a feed-forward image-to-image network trained on a folder (e.g. fast style):
+#: trained by the engine like a GAN, but no latent space and no GAN monitors.
+FEEDFORWARD = "feedforward"
+KINDS = (GAN, IMAGE_TO_IMAGE, FEEDFORWARD)
+#: kinds the engine trains on an image folder
+FOLDER_KINDS = (GAN, FEEDFORWARD)
+
+
+@dataclass(frozen=True)
+class LatentSpace:
+    """The latent space of a GAN's generator, declared on its :class:`ModelSpec`.
+
+    dim:          length of one latent vector (the generator takes (N, dim)).
+    distribution: ``"gaussian"`` (standard normal: truncation toward the mean and
+                  spherical interpolation make sense) or ``"uniform"`` (in [-1, 1];
+                  linear interpolation).
+    """
+
+    dim: int
+    distribution: str = "gaussian"
+
+
+#: Capability names a :class:`ModelSpec` may declare in ``capabilities``.
+#: ``onnx``: ``export_generator()`` traces to ONNX (batch of latents -> images).
+#: ``ddp``: ``trained_networks()`` may be wrapped in DistributedDataParallel.
+#: ``capturable``: ``train_step`` is free of host syncs and data-dependent
+#: control flow, so it may be captured as a CUDA graph.
+#: ``d_features``: the model implements ``discriminator_features(x)``.
+#: ``finetune``: ``load_weights(state)`` starts a new run from another run's
+#: networks (no optimizer state, no counters).
+CAPABILITIES = ("onnx", "ddp", "capturable", "d_features", "finetune")
 
 
 @dataclass
@@ -34,6 +65,12 @@ class ModelSpec:
     factory:   ``factory(config, image_shape, device) -> model``.
     help:      one paragraph shown in the studio and by ``ganstudio plugins``.
     version:   model version; stored in run.json and checkpoints.
+    latent:    the generator's :class:`LatentSpace` (GANs), or None.
+    learning_rates: names of the settings that are learning rates; all of them
+               are reapplied to the optimizers on resume and halved on roll back.
+    test_settings: settings that make the model tiny and fast for the
+               conformance kit (e.g. ``{"g_features": 4, "resolution": 16}``).
+    capabilities: a subset of :data:`CAPABILITIES`.
     """
 
     id: str
@@ -43,7 +80,15 @@ class ModelSpec:
     factory: Callable[..., Any]
     help: str = ""
     version: str = "1"
+    latent: LatentSpace | None = None
+    learning_rates: Sequence[str] = ()
+    test_settings: dict[str, Any] = dc_field(default_factory=dict)
+    capabilities: frozenset[str] = frozenset()
     plugin: str = ""  # filled in by the plugin manager
+
+    def has(self, capability: str) -> bool:
+        """True when the spec declares ``capability`` (one of :data:`CAPABILITIES`)."""
+        return capability in self.capabilities
 
     def field(self, name: str) -> Field | None:
         for f in self.schema:
@@ -62,6 +107,9 @@ class GANModel:
 
     kind = GAN
     latent_dim: int = 100
+    #: True when the model draws its own batches (e.g. at several resolutions)
+    #: and ``train_step`` receives None instead of a real batch.
+    draws_own_batches: bool = False
 
     def __init__(self, config: dict, image_shape: tuple[int, int, int], device: torch.device):
         self.config = dict(config)
@@ -109,7 +157,39 @@ class GANModel:
         raise NotImplementedError
 
     def generator_module(self) -> torch.nn.Module:
-        """The network exported as "the trained generator" (the EMA copy if any)."""
+        """The network exported as "the trained generator" (the EMA copy if any).
+
+        It maps latents (N, latent.dim) to images (N, C, H, W) in [-1, 1]; the
+        same network ``sample`` uses. Export (safetensors / pt / ONNX) and the
+        explorer use it; the engine never trains through it.
+        """
+        raise NotImplementedError
+
+    # -- declared capabilities (see ModelSpec.capabilities) -----------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The model's optimizers by name (e.g. ``{"g": opt_g, "d": opt_d}``).
+
+        The engine scales their learning rates on roll back and reapplies the
+        spec's ``learning_rates`` settings on resume; it never searches the
+        model's attributes for them.
+        """
+        return {}
+
+    def trained_networks(self) -> dict[str, torch.nn.Module]:
+        """The networks the optimizers train, by name (e.g. ``{"g": G, "d": D}``).
+
+        With capability ``ddp`` the engine wraps these for distributed training.
+        """
+        return {}
+
+    def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Capability ``d_features``: intermediate discriminator features of
+        images in [-1, 1], for projecting a real picture into the latent space."""
+        raise NotImplementedError
+
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """Capability ``finetune``: take another run's network weights (from a
+        checkpoint's model state) without its optimizers or counters."""
         raise NotImplementedError
 
 

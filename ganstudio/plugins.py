@@ -32,6 +32,7 @@ from ganstudio import hookspecs
 from ganstudio.core.config import Field
 from ganstudio.core.errors import UserError
 from ganstudio.core.model import GAN, IMAGE_TO_IMAGE, ModelSpec
+from ganstudio.panels import PanelSpec
 
 ENTRY_POINT_GROUP = "ganstudio.plugins"
 BLOCK_ENV = "GANSTUDIO_BLOCK_PLUGINS"
@@ -394,6 +395,25 @@ class PluginManager:
         failed = [p for p in self.plugins.values() if p.status == "error"]
         hint = f"; {len(failed)} plugin(s) failed to load (see 'ganstudio plugins')" if failed else ""
         raise UserError(f"unknown model '{model_id}' (installed: {known}){hint}")
+
+    def panels(self) -> tuple[list[PanelSpec], list[tuple[str, str]]]:
+        """Studio tabs offered through ``ganstudio_studio_panels``, sorted by order and
+        title, and ``(plugin name, reason)`` for each plugin whose hook failed or
+        returned something other than a list of PanelSpec. Called by the studio only."""
+        found: list[PanelSpec] = []
+        problems: list[tuple[str, str]] = []
+        for impl in self.pm.hook.ganstudio_studio_panels.get_hookimpls():
+            try:
+                specs = impl.function()
+                if not isinstance(specs, (list, tuple)) or \
+                        not all(isinstance(s, PanelSpec) for s in specs):
+                    raise TypeError("ganstudio_studio_panels must return a list of PanelSpec")
+            except Exception as e:  # noqa: BLE001 - a broken plugin costs its tab, not the studio
+                problems.append((impl.plugin_name, _plugin_error(e)))
+                continue
+            found.extend(specs)
+        found.sort(key=lambda s: (s.order, s.title))
+        return found, problems
 
     def plugin_version(self, spec: ModelSpec) -> str:
         info = self.plugins.get(spec.plugin)

@@ -231,7 +231,7 @@ def test_kid_per_checkpoint_marks_the_best_and_rotation_keeps_it(trained, tmp_pa
     run = tmp_path / "run"
     shutil.copytree(src, run)
     seen = []
-    scores = score_checkpoints(run, pm, n_samples=32, progress=lambda f, s: seen.append(s))
+    scores = score_checkpoints(run, pm, n_samples=32, progress=lambda d, n, s: seen.append(s))
     assert sorted(scores.kid) == [20, 40, 60] and seen == [20, 40, 60]
     assert scores.best_step == min(scores.kid, key=scores.kid.get)
     state = read_state(run)

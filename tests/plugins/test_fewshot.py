@@ -129,13 +129,14 @@ def _metrics(run: Path) -> list[dict]:
 
 
 def test_a_short_run_lowers_the_reconstruction_loss(spec, images, tmp_path):
-    eng = _engine(spec, tmp_path / "run", images, 20)
+    eng = _engine(spec, tmp_path / "run", images, 30)
     eng.prepare()
     end = eng.run_loop()
     assert end.__class__.__name__ == "Finished", end
     rec = [r["loss_rec"] for r in _metrics(tmp_path / "run")]
-    assert len(rec) == 20
-    assert sum(rec[-5:]) / 5 < 0.85 * sum(rec[:5]) / 5, rec
+    assert len(rec) == 30
+    # noisy step to step (a random quarter, random augmentation): compare tens of steps
+    assert sum(rec[-10:]) / 10 < 0.85 * sum(rec[:10]) / 10, rec
 
 
 def test_resume_is_exact(spec, images, tmp_path):

@@ -336,3 +336,46 @@ def test_plugins_check_and_plugin_check_are_one_command(monkeypatch, capsys):
     assert main(["plugins", "--check", "dcgan"]) == 7
     assert main(["plugin", "check", "dcgan"]) == 7
     assert calls[0] == calls[1] and calls[0][1] == "dcgan"
+
+
+# -- settings ---------------------------------------------------------------------------------
+def test_settings_lists_every_setting_of_a_model(capsys):
+    from ganstudio.plugins import get_plugin_manager
+    spec = get_plugin_manager().get_model("dcgan")
+    code, out, err = run_cli(capsys, "settings", "dcgan")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "dcgan: DCGAN (gan, plugin dcgan)"
+    for f in spec.schema:
+        row = [ln for ln in lines if ln[2:].split(" ", 1)[0] == f.name]
+        assert len(row) == 1, f.name
+        assert f" {f.type} " in row[0] and row[0].startswith("*" if f.advanced else " ")
+        if f.choices:
+            assert row[0].endswith("one of " + ", ".join(str(c) for c in f.choices))
+        elif f.min is not None:
+            def fmt(v):
+                return f"{v:g}" if isinstance(v, float) else str(v)
+            assert row[0].endswith(f"{fmt(f.min)} to {fmt(f.max)}"), row[0]
+        text = " ".join(ln.strip() for ln in lines[lines.index(row[0]) + 1:][:6])
+        assert " ".join(f.help.split())[:40] in text
+    row = next(ln for ln in lines if ln.startswith("  batch_size "))
+    assert row.split()[1:5] == ["int", "default", "64", "1"] and row.endswith("1 to 65536")
+    assert any(ln.startswith("* seed ") and ln.endswith("0 to 2147483647") for ln in lines)
+    # `plugins MODEL` is the same command
+    code, out2, _ = run_cli(capsys, "plugins", "dcgan")
+    assert code == 0 and out2 == out
+
+
+def test_settings_as_json_and_for_an_unknown_model(capsys):
+    from ganstudio.plugins import get_plugin_manager
+    spec = get_plugin_manager().get_model("dcgan")
+    code, out, err = run_cli(capsys, "settings", "dcgan", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["model"] == "dcgan" and data["kind"] == "gan"
+    assert [s["name"] for s in data["settings"]] == [f.name for f in spec.schema]
+    by_name = {s["name"]: s for s in data["settings"]}
+    assert by_name["resolution"]["choices"] == [32, 64, 128]
+    assert by_name["lr_d"]["default"] == 2e-4 and by_name["lr_d"]["max"] == 1.0
+    code, _, err = run_cli(capsys, "settings", "stylegan9")
+    assert_user_error(code, err, "unknown model 'stylegan9'")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ganstudio.cli.command import Command
 from ganstudio.cli.exits import EXIT_OK, EXIT_USAGE
-from ganstudio.cli.messages import shown
+from ganstudio.cli.messages import one_line, shown
 
 
 def _manager(args: argparse.Namespace):
@@ -45,7 +45,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         version = f" {info.version}" if info.version else ""
         print(f"{name}{version} [{info.source}] {info.status}")
         if info.error:
-            print(f"    error: {shown(info.error)}")
+            print(f"    error: {one_line(info.error)}")
         for m in info.models:
             print(f"    model {m.id} ({m.kind}): {m.name}")
     return EXIT_OK

@@ -196,20 +196,27 @@ def _torch_load(source: Any, map_location: Any) -> Any:
         return torch.load(source, map_location=map_location, weights_only=True)
 
 
-#: Lines of torch's refusal that are advice, not a reason. One of them says to load with
-#: ``weights_only=False``, which would run whatever code the file holds: never shown.
+#: Sentences of torch's refusal that are advice, not a reason. One of them says to load
+#: with ``weights_only=False`` or to allow-list the named function, either of which would
+#: run whatever code the file holds: never shown.
 _ADVICE = ("weights only load failed", "weights_only", "file an issue", "documentation",
-           "trusted source", "will likely succeed")
+           "trust", "will likely succeed", "please use", "safe_globals", "allowlist",
+           "two options", "can still be loaded", "alternatively", "pytorch 2.6")
 
 
 def _load_failure(error: BaseException) -> str:
     """Why ``torch.load`` refused a file, without torch's advice."""
+    from .safe_files import printable
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    m = re.search(r"WeightsUnpickler error:(.*)", text, re.S)
+    body = m.group(1) if m else text
     kept = []
-    for line in str(error).replace(". ", ".\n").splitlines():
-        line = line.replace("WeightsUnpickler error:", "").strip()
-        if line and not any(a in line.lower() for a in _ADVICE):
-            kept.append(line)
-    return " ".join(kept)[:300] or f"{error.__class__.__name__}: not plain data"
+    for sentence in re.split(r"(?<=\.)\s+|\n", body):
+        sentence = sentence.strip().lstrip("(12) ").strip()
+        if sentence and not any(a in sentence.lower() for a in _ADVICE):
+            kept.append(sentence)
+    reason = printable(" ".join(kept))[:300]
+    return reason or f"{error.__class__.__name__}: not plain data"
 
 
 def check_state(state: Any, path: str | os.PathLike, *, model_id: str | None = None,

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .checkpoints import candidates
+from .checkpoints import candidates, check_state, load_checkpoint
 from .config import resolve_config
 from .errors import CheckpointError, UserError
 from .model import GAN, ModelSpec
@@ -14,9 +14,10 @@ from .runs import RunFolder
 
 
 def load_trained(run_dir: str | Path, plugin_manager: Any, device: str | torch.device = "cpu",
-                 warn=None) -> tuple[ModelSpec, Any, dict]:
+                 warn=None, checkpoint: str | Path | None = None) -> tuple[ModelSpec, Any, dict]:
     """(spec, model, checkpoint state) for the newest checkpoint of a run that verifies,
-    passes the content checks and fits the model.
+    passes the content checks and fits the model; or for the checkpoint file
+    ``checkpoint`` when one is given (checked the same way, no fallback).
 
     Read-only: a checkpoint that fails is reported through ``warn(path, reason)`` and
     the next older one is tried (nothing is renamed). Raises UserError when the folder
@@ -26,6 +27,19 @@ def load_trained(run_dir: str | Path, plugin_manager: Any, device: str | torch.d
     info = run.read_info()
     spec = plugin_manager.get_model(info["model_id"])
     device = torch.device(device)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        state = load_checkpoint(path, map_location="cpu")
+        problem = check_state(state, path, model_id=spec.id, max_step=run.history_bound())
+        if problem:
+            raise CheckpointError(problem)
+        try:
+            return spec, _build(spec, info, state, device), state
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - values a crafted file may carry
+            raise CheckpointError(f"checkpoint {path} does not fit model '{spec.id}' "
+                                  f"({e.__class__.__name__}: {_first_line(e)})") from None
     first_problem = ""
     for path, state, problem in candidates(run.checkpoints_dir, "cpu", model_id=spec.id,
                                            max_step=run.history_bound()):

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .errors import CheckpointError
-from .safe_files import atomic_file, pid_alive, remove_stale_temporaries
+from .safe_files import atomic_file, pid_alive, remove_stale_temporaries, write_atomic
 
 MAGIC = b"GANSTUDIO-CKPT 1 "
 HEADER_SIZE = 96
@@ -125,11 +125,10 @@ def write_keep_list(folder: str | os.PathLike, steps: list[int]) -> Path:
     """Record the steps whose checkpoints pruning must keep (atomic write)."""
     import json
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / KEEP_FILE
-    tmp = folder / f".{KEEP_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"steps": sorted({int(s) for s in steps})}), encoding="utf-8")
-    os.replace(tmp, path)
+    # a fresh temporary name, no link followed (the run folder may come from elsewhere)
+    write_atomic(path, json.dumps({"steps": sorted({int(s) for s in steps})}),
+                 within=folder.parent, fsync=False)
     return path
 
 

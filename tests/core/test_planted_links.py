@@ -292,3 +292,30 @@ def test_make_dirs_refuses_a_file_or_link_where_a_folder_belongs(tmp_path):
     assert make_dirs(tmp_path / "run" / "a" / "b", within=tmp_path / "run").is_dir()
     with pytest.raises(UnsafeFileError, match="outside"):
         make_dirs(tmp_path / "other", within=tmp_path / "run")
+
+
+def test_explorer_files_are_written_without_following_links(tmp_path, monkeypatch):
+    """RUN/explore.json and RUN/checkpoints/keep.json (the explorer's state and the steps
+    rotation keeps): links at their old and fresh temporary names are passed over, a
+    link at the final name is refused naming it."""
+    from ganstudio.core.explore_state import read_state, write_state
+    run = RunFolder(tmp_path / "run")
+    run.create({"model_id": "tinygan", "config": {}})
+    victims = Victims(tmp_path / "outside")
+    pid = os.getpid()
+    for final in ("explore.json", "checkpoints/keep.json"):
+        folder, name = os.path.split(final)
+        victims.plant(run.path / folder / f".{name}.{pid}.tmp")
+        victims.plant(run.path / folder / f".{name}.{pid}.{FIXED}.tmp")
+    tokens = _fixed_then_random()
+    monkeypatch.setattr(safe_files, "_token", lambda: next(tokens))
+    state = read_state(run.path)
+    state["best_step"] = 4
+    write_state(run.path, state)
+    assert read_state(run.path)["best_step"] == 4
+    assert '"steps": [4]' in (run.path / "checkpoints" / "keep.json").read_text()
+    victims.assert_untouched()
+    victims.plant(run.path / "explore.json")
+    with pytest.raises(UserError, match="explore.json is a symbolic link"):
+        write_state(run.path, state)
+    victims.assert_untouched()

@@ -273,3 +273,31 @@ def test_a_torn_last_line_does_not_swallow_the_next_row(tmp_path):
     again.append_metrics([{"step": 2, "loss": 0.25}])
     rows, _ = again.read_metrics()
     assert [r["step"] for r in rows] == [1, 2] and rows[1]["loss"] == 0.25
+
+
+# -- the command line: exit 2 and nothing changed; --restart keeps the history ------------------
+def test_cli_resume_without_a_usable_checkpoint_exits_2_and_restart_keeps_history(
+        tmp_path, image_folder, tiny_plugin_file, capsys):
+    from ganstudio.cli import main
+    fast = ["--device", "cpu", "--quiet", "--no-monitors", "--checkpoint-steps", "2",
+            "--sample-steps", "2", "--log-steps", "1"]
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tinygan", "--data", str(image_folder), "--out", str(run),
+                 "--steps", "4", "--set", "batch_size=3", *fast]) == 0
+    for ckpt in list_checkpoints(run / "checkpoints"):
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    capsys.readouterr()
+    before = snapshot(run)
+    code = main(["train", "--out", str(run), "--resume", "--steps", "6", *fast])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "no usable checkpoint" in err and "Nothing was changed" in err
+    assert snapshot(run) == before
+    code = main(["train", "--out", str(run), "--restart", "--steps", "2", *fast])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    moved = [p for p in run.iterdir() if p.name.startswith("previous-")]
+    assert len(moved) == 1 and f"the earlier history is in {moved[0]}" in err
+    assert (moved[0] / "metrics.jsonl").read_bytes() == before["metrics.jsonl"]
+    rows, _ = RunFolder(run).read_metrics()
+    assert [r["step"] for r in rows] == [1, 2]

@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     train.TRAIN,
     sample.SAMPLE,
     plugins.PLUGINS,
+    plugins.SETTINGS,
     studio.GUI,
     style.STYLIZE,
     style.STYLIZE_TRAIN,

@@ -83,7 +83,7 @@ def failure_lines(failed: Any, out: str, events_path: Any) -> list[str]:
     suggestion = getattr(failed, "suggestion", None)
     if suggestion:
         sets = " ".join(f"--set {shlex.quote(item)}" for item in str(suggestion).split())
-        lines.append(f"to continue: ganstudio train --resume --out {shlex.quote(str(out))} "
+        lines.append(f"to continue: ganstudio train --resume --out {shlex.quote(shown(out))} "
                      f"{sets}")
     if getattr(failed, "traceback", None):
         lines.append(f"(traceback in {shown(events_path)})")

@@ -32,6 +32,7 @@ class TrainRequest:
     precision: str = "auto"
     resume: bool = False
     restart: bool = False
+    init_from: str | None = None                        # RUN[:CHECKPOINT] to start from
     checkpoint_every: float = 120.0
     checkpoint_steps: int = 0
     sample_every: float = 5.0
@@ -68,6 +69,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true",
                    help="start the run in --out over from step 0; its history moves to "
                         "--out/previous-<date>-<time>/")
+    p.add_argument("--init-from", metavar="RUN[:CHECKPOINT]", default=None,
+                   help="start a new run from another run's network weights (fine-tuning; "
+                        "same model, its settings unless --set changes them; CHECKPOINT: a "
+                        "step or a checkpoint file name, default the newest)")
     p.add_argument("--checkpoint-every", type=float, default=_D.checkpoint_every,
                    metavar="SECONDS", help="seconds between checkpoints (default 120; inf: "
                                            "only at the end and every --checkpoint-steps)")
@@ -112,6 +117,9 @@ def run_training(req: TrainRequest) -> int:
     if model_id is None:
         if (req.resume or req.restart) and run.exists():
             model_id = run.read_info()["model_id"]
+        elif req.init_from:    # fine-tuning: the source run's model
+            from ganstudio.core.finetune import split_reference
+            model_id = RunFolder(split_reference(req.init_from)[0]).read_info()["model_id"]
         else:
             raise UserError("--model is required (see 'ganstudio plugins' for the installed models)")
     spec = pm.get_model(model_id)
@@ -138,6 +146,7 @@ def run_training(req: TrainRequest) -> int:
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
                     restart=req.restart,
+                    init_from=req.init_from,
                     listeners=[progress, pm.metrics_listener(str(run.path))],
                     plugin_version=pm.plugin_version(spec))
 

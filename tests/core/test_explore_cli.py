@@ -12,10 +12,8 @@ import explore_support as es
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from conftest import write_image
     base = tmp_path_factory.mktemp("explore_cli")
-    for i in range(10):
-        write_image(base / "images" / f"img_{i:02d}.png", size=(16, 16), seed=i)
+    es.write_training_images(base / "images", 10)
     return es.train_run(base / "run", base / "images", es.plugin_manager(), steps=30,
                         checkpoint_every=15)
 

@@ -15,10 +15,8 @@ from ganstudio.core.errors import CheckpointError, UserError
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A short real run (checkpoints at 20, 40, 60) and its plugin manager."""
-    from conftest import write_image
     base = tmp_path_factory.mktemp("explore_run")
-    for i in range(12):
-        write_image(base / "images" / f"img_{i:02d}.png", size=(16, 16), seed=i)
+    es.write_training_images(base / "images", 12)
     pm = es.plugin_manager()
     run = es.train_run(base / "run", base / "images", pm, steps=60, checkpoint_every=20)
     return run, pm

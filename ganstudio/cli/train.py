@@ -162,6 +162,9 @@ def run_training(req: TrainRequest) -> int:
               file=sys.stderr)
     if engine.report is not None:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
+        if engine.chosen_from_data.get("channels") == 1:
+            print("  every image is greyscale: training in 1 channel "
+                  "(--set channels=3 trains in colour)", file=sys.stderr)
         for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
             if not line.startswith("warning: "):  # dataset warnings arrive as events
                 print(f"  {shown(line)}", file=sys.stderr)

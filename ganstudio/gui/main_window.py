@@ -379,7 +379,8 @@ class MainWindow(QMainWindow):
         if not (opts.run and RunFolder(opts.run).exists()):
             return None
         try:
-            self.viewer.prefill(opts.run, keep_folder=bool(opts.data))
+            self.viewer.prefill(opts.run, keep_folder=bool(opts.data),
+                                keep_steps=bool(opts.steps))
         except UserError as e:
             self.show_error(str(e))
             opts.autostart = False

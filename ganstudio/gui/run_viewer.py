@@ -115,7 +115,7 @@ class RunViewer(QObject):
             win.dataset_panel.set_error(f"This run trained on {folder}, which is gone.")
 
     def prefill(self, run_dir: str | Path, info: dict | None = None,
-                keep_folder: bool = False) -> dict:
+                keep_folder: bool = False, keep_steps: bool = False) -> dict:
         """Put a run's model, settings, steps and data folder into the side panels."""
         win = self.win
         info = info if info is not None else RunFolder(run_dir).read_info()
@@ -126,7 +126,7 @@ class RunViewer(QObject):
         if mp.form is not None:
             mp.form.set_values({k: v for k, v in info["config"].items()
                                 if mp.current_spec().field(k)})
-        if isinstance(info.get("total_steps"), int) and not win.options.steps:
+        if isinstance(info.get("total_steps"), int) and not keep_steps:
             mp.steps.setValue(info["total_steps"])
         folder = (info.get("dataset") or {}).get("folder")
         if folder and Path(folder).is_dir() and not keep_folder:

@@ -199,7 +199,10 @@ class TrainingController(QObject):
             win.show_error("Training is running; stop it before resuming another run.")
             return False
         try:
-            win.viewer.prefill(run_dir, keep_folder=True)
+            if win.run_dir is None or Path(run_dir).absolute() != win.run_dir.absolute():
+                # another run than the one on screen: its settings; the one on screen keeps
+                # what the user changed after opening it (more steps, a learning rate)
+                win.viewer.prefill(run_dir, keep_folder=True, keep_steps=bool(win.options.steps))
         except UserError as e:
             win.show_error(str(e))
             return False

@@ -12,22 +12,6 @@ from ganstudio.core.images import save_png
 from ganstudio.core.runs import RunFolder
 
 
-@pytest.fixture
-def finished_run(tmp_path, tiny_pm, image_dir):
-    """A real 12-step run of the tiny model, written by the engine (no GUI)."""
-    from ganstudio.core.engine import Engine, EngineSettings
-    run_dir = tmp_path / "runs" / "tiny-done"
-    spec = tiny_pm.get_model("tiny")
-    engine = Engine(spec, run_dir, data_folder=image_dir,
-                    settings=EngineSettings(total_steps=12, device="cpu", log_every_steps=2,
-                                            log_every_s=1e9, sample_every_steps=4,
-                                            checkpoint_every_s=0))
-    engine.prepare()
-    result = engine.run_loop()
-    assert result.reason == "completed"
-    return run_dir, engine
-
-
 def test_watch_follows_a_run_written_elsewhere(qtbot, tiny_window, tmp_path):
     w = tiny_window()
     run = RunFolder(tmp_path / "remote")

@@ -280,7 +280,7 @@ def test_the_graph_scanner_resolves_relative_and_lazy_imports(tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason="gui/style_panel.py still reaches the style plugin "
-                   "through cli_stylize; gone when the style tab moves into its plugin")
+                   "through the command line's style module; gone when the style tab moves into its plugin")
 def test_the_gui_never_imports_the_command_line():
     graph = import_graph()
     offenders = []
@@ -293,8 +293,6 @@ def test_the_gui_never_imports_the_command_line():
         "\n".join(offenders)
 
 
-@pytest.mark.xfail(strict=True, reason="gui/style_panel.py still reaches the style plugin "
-                   "through cli_stylize; gone when the style tab moves into its plugin")
 def test_no_import_cycle_inside_ganstudio():
     cycles = import_cycles(import_graph())
     assert cycles == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)

@@ -25,8 +25,10 @@ from typing import Any, Callable, Iterable
 import torch
 
 import ganstudio
+from . import distributed as dist
 from . import events as ev
-from .checkpoints import is_disk_full, load_latest, save_checkpoint, set_aside
+from .checkpoints import (checkpoint_name, is_disk_full, load_latest, save_checkpoint,
+                          set_aside)
 from .config import resolve_config
 from .data import DatasetReport, DeviceImages, load_dataset
 from .devices import DeviceChoice, pick_device
@@ -141,7 +143,12 @@ class Engine:
                  cache_dir: str | Path | None = None,
                  plugin_version: str = ""):
         self.spec = spec
-        self.run = RunFolder(run_dir)
+        # torchrun's environment: rank 0 (or a plain run) writes the run folder, the
+        # other ranks see it through a FollowerRun that writes only their warnings
+        self.rank_info = dist.rank_info()
+        self.ranks: dist.Ranks | None = None       # the joined process group (world > 1)
+        self.run = (RunFolder(run_dir) if self.rank_info.is_writer
+                    else dist.FollowerRun(run_dir, self.rank_info))
         self.data_folder = Path(data_folder).expanduser() if data_folder else None
         self.overrides = dict(overrides or {})
         self.settings = settings or EngineSettings()
@@ -209,7 +216,11 @@ class Engine:
         a folder that cannot be written, a device out of memory while building, a run
         already being trained elsewhere."""
         try:
-            self._prepare(progress)
+            try:
+                self._prepare(progress)
+            except BaseException as e:
+                self._tell_waiting_ranks(e)
+                raise
         except UserError:
             raise
         except OSError as e:
@@ -225,6 +236,47 @@ class Engine:
             hint = f" (or batch_size={max(1, bs // 2)})" if bs > 1 else ""
             raise UserError("the device ran out of memory while preparing the run; try a "
                             f"smaller model or resolution{hint}, or another device") from None
+
+    def _tell_waiting_ranks(self, error: BaseException) -> None:
+        """Rank 0 failed while the others wait for its start state: send them the error."""
+        if self.ranks is not None and self.rank_info.is_writer and not self._prepared \
+                and not isinstance(error, dist.DistributedError):
+            try:
+                self.ranks.share(error if isinstance(error, UserError) else
+                                 dist.DistributedError(f"rank 0 failed while preparing: {error}"))
+            except Exception:  # noqa: BLE001 - the launcher stops them anyway
+                pass
+
+    def _join_ranks(self) -> None:
+        """A distributed run (world size > 1): one device per rank, join the group."""
+        info = self.rank_info
+        if not info.distributed:
+            return
+        dist.check_capability(self.spec, info)
+        device = dist.device_for_rank(self.device.device, info)
+        self.device = DeviceChoice(device, f"{self.device.reason}; {info.label} of "
+                                   f"{info.world_size}", self.device.autocast_dtype)
+        self.ranks = dist.Ranks.start(info, device)
+        self.run.log(f"{info.label} of {info.world_size} joined (pid {os.getpid()}, host "
+                     f"{platform.node()}, {self.ranks.backend}, device {device})")
+
+    def _share_start_state(self) -> None:
+        """Rank 0's state (restored or fresh) on every rank; DDP wrappers around the
+        networks; each rank's own random streams from (seed, rank, step)."""
+        if self.ranks is None:
+            return
+        mine = ((self._state(), str(self.resumed_from) if self.resumed_from else None)
+                if self.rank_info.is_writer else None)
+        state, resumed_from = self.ranks.share(mine)
+        if not self.rank_info.is_writer:
+            self._restore(state)
+            self.resumed_from = Path(resumed_from) if resumed_from else None
+        seed = int(self.config.get("seed", 0))
+        torch.manual_seed(dist.rank_seed(seed, self.rank_info.rank, self.step))
+        if self.data is not None:
+            self.data.generator.manual_seed(
+                dist.rank_seed(seed + 1, self.rank_info.rank, self.step))
+        self.ranks.wrap(self.model, self.spec.id)
 
     def _prepare(self, progress: Callable[[int, int], None] | None) -> None:
         s = self.settings
@@ -246,6 +298,9 @@ class Engine:
             self.data_folder = Path(info["dataset"]["folder"])
 
         self.device = pick_device(s.device, precision=s.precision)
+        self._join_ranks()
+        if self.ranks is not None:  # every rank trains rank 0's settings
+            self.config = self.ranks.share(self.config if self.rank_info.is_writer else None)
         torch.manual_seed(int(self.config.get("seed", 0)))
 
         image_shape = None
@@ -276,7 +331,7 @@ class Engine:
             self.fixed_noise = self.model.make_latents(s.n_samples, g)
 
         # Restore before run.json is rewritten: a refused checkpoint leaves the run as it was.
-        if self.resume_requested and existing:
+        if self.resume_requested and existing and self.rank_info.is_writer:
             loaded = self._restore_latest()
             if loaded is None:
                 self._warn("no usable checkpoint; starting from step 0", "checkpoint")
@@ -294,6 +349,10 @@ class Engine:
             "device": self.device.name, "device_reason": self.device.reason,
             "dataset": self.report.to_dict() if self.report else None,
             "host": platform.node(),
+            # the batch_size setting is per process; one step uses world_size of them
+            "world_size": self.rank_info.world_size,
+            "global_batch": dist.global_batch(int(self.config.get("batch_size", 1) or 1),
+                                              self.rank_info),
         }
         if existing and info is not None:
             run_info["created"] = info.get("created")
@@ -315,6 +374,7 @@ class Engine:
         # one: metrics and grids of the lost steps go.
         self.run.truncate_metrics_after(self.step)
         self.run.prune_samples_after(self.step)
+        self._share_start_state()
         self._prepared = True
 
     def _restore_latest(self) -> Path | None:
@@ -432,6 +492,11 @@ class Engine:
             self._warn("no checkpoint written: the losses diverged (NaN/Inf); roll back to "
                        "the last good checkpoint first", "checkpoint")
             return None
+        if self.ranks is not None:
+            self._check_ranks_in_step()
+            if not self.rank_info.is_writer:  # rank 0 writes it; the others note its name
+                self.last_checkpoint = self.run.checkpoints_dir / checkpoint_name(self.step)
+                return None
         try:
             path = save_checkpoint(self._state(), self.run.checkpoints_dir, self.step,
                                    keep_last=self.settings.keep_checkpoints)
@@ -444,9 +509,23 @@ class Engine:
         self.emit(ev.CheckpointWritten(self.step, str(path)))
         return path
 
+    def _check_ranks_in_step(self) -> None:
+        """Before rank 0 writes a checkpoint (all ranks here: a barrier): the trained
+        parameters must be identical on every rank. Logged; a difference is a warning."""
+        params = [p for net in self.model.trained_networks().values() for p in net.parameters()]
+        diff = self.ranks.max_difference(params)
+        n = self.rank_info.world_size
+        if diff == 0.0:
+            self.run.log(f"step {self.step}: parameters identical on all {n} ranks")
+        else:
+            self._warn(f"step {self.step}: the ranks' parameters differ by up to {diff:.3g}; "
+                       "the model does something per rank that DDP does not average", "ddp")
+
     # -- samples -----------------------------------------------------------------------------
     @torch.no_grad()
-    def render_samples(self) -> ev.Samples:
+    def render_samples(self) -> ev.Samples | None:
+        if not self.rank_info.is_writer:
+            return None  # rank 0 alone renders and writes the grids
         where = "sample" if self.spec.kind == GAN else "preview"
         try:
             images = (self.model.sample(self.fixed_noise) if self.spec.kind == GAN
@@ -485,6 +564,8 @@ class Engine:
             return self._run_loop()
         finally:
             lock.release()
+            if self.ranks is not None:
+                self.ranks.close()
 
     def _run_loop(self) -> ev.Event:
         s = self.settings
@@ -508,9 +589,12 @@ class Engine:
             if n_acc == 0:
                 return True
             names = list(acc)
-            means = (torch.stack([acc[k] for k in names]) / n_acc).tolist() if names else []
+            stacked = torch.stack([acc[k] for k in names]) / n_acc if names else None
+            if self.ranks is not None and stacked is not None:
+                stacked = self.ranks.average(stacked)  # losses averaged over the ranks
+            means = stacked.tolist() if stacked is not None else []
             t = time.perf_counter()
-            ips = imgs_since / max(t - t_log, 1e-9)
+            ips = imgs_since * self.rank_info.world_size / max(t - t_log, 1e-9)
             values = dict(zip(names, means))
             values.update(self.model.status())
             values.update(self._extra_values)
@@ -532,6 +616,8 @@ class Engine:
             if self.step == 0 or not self.run.list_samples():
                 self.render_samples()
                 last_sample_step = self.step
+            ranks = self.ranks
+            agreed_stop = False  # distributed: a stop every rank has agreed on
             while self.step < s.total_steps:
                 # -- commands between steps ---------------------------------------------------
                 if self.commands.checkpoint:
@@ -542,7 +628,7 @@ class Engine:
                         return self._fail_nan()
                     self.write_checkpoint()
                     last_ckpt_step, t_ckpt = self.step, time.perf_counter()
-                if self.commands.stop:
+                if self.commands.stop if ranks is None else agreed_stop:
                     break
                 if self.commands.rollback is not None:
                     self._do_rollback()
@@ -570,6 +656,11 @@ class Engine:
                     else:
                         out = self.model.train_step(real)
                 except Exception as e:
+                    if ranks is not None and dist.is_collective_failure(e):
+                        raise dist.DistributedError(
+                            f"{self.rank_info.label} lost contact with the other ranks "
+                            f"during step {self.step + 1}: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
                     if not is_out_of_memory(e):
                         raise _PluginFailure("train_step", traceback.format_exc()) from e
                     oom = True
@@ -591,7 +682,7 @@ class Engine:
                 n_acc += 1
                 bs = real.shape[0] if real is not None else want
                 self.step += 1
-                self.images_seen += bs
+                self.images_seen += bs * self.rank_info.world_size
                 imgs_since += bs
                 now = time.perf_counter()
                 self.elapsed += now - t_run
@@ -603,17 +694,34 @@ class Engine:
                 due_log = (now - t_log >= s.log_every_s) or (
                     s.log_every_steps and self.step % s.log_every_steps == 0) or bool(
                     self._extra_values)
+                due_sample = bool((s.sample_every_steps and self.step % s.sample_every_steps == 0)
+                                  or (not s.sample_every_steps
+                                      and now - t_sample >= s.sample_every_s))
+                due_ckpt = bool((s.checkpoint_every_steps
+                                 and self.step % s.checkpoint_every_steps == 0)
+                                or (s.checkpoint_every_s > 0
+                                    and now - t_ckpt >= s.checkpoint_every_s))
+                if ranks is not None:
+                    # every rank takes the same branches: rank 0's clock decides, a stop
+                    # asked on any rank stops all (one host all-reduce of a few ints)
+                    flags = [0] * dist.N_FLAGS
+                    if self.rank_info.is_writer:
+                        flags[dist.LOG], flags[dist.SAMPLE] = due_log, due_sample
+                        flags[dist.CHECKPOINT] = due_ckpt
+                    flags[dist.STOP] = self.commands.stop
+                    agreed = ranks.agree(flags)
+                    due_log, due_sample = agreed[dist.LOG], agreed[dist.SAMPLE]
+                    due_ckpt = agreed[dist.CHECKPOINT]
+                    agreed_stop = agreed[dist.STOP]
                 if due_log or self.step >= s.total_steps:
                     if not flush():
                         if self._on_nan():
                             continue
                         return self._fail_nan()
-                if (s.sample_every_steps and self.step % s.sample_every_steps == 0) or (
-                        not s.sample_every_steps and now - t_sample >= s.sample_every_s):
+                if due_sample:
                     self.render_samples()
                     last_sample_step, t_sample = self.step, time.perf_counter()
-                if (s.checkpoint_every_steps and self.step % s.checkpoint_every_steps == 0) or (
-                        s.checkpoint_every_s > 0 and now - t_ckpt >= s.checkpoint_every_s):
+                if due_ckpt:
                     if not flush():  # never save a checkpoint of diverged weights
                         if self._on_nan():
                             continue
@@ -640,6 +748,9 @@ class Engine:
             return done
         except _DiskError as e:
             return self._fail(str(e), kind="disk")
+        except dist.DistributedError as e:
+            return self._fail(f"{e}; every rank stops; the run can be resumed from its last "
+                              "checkpoint (--resume)", kind="distributed")
         except _PluginFailure as e:
             cause = e.__cause__
             return self._fail(f"{cause.__class__.__name__} in {e.where}: {cause}"
@@ -665,7 +776,8 @@ class Engine:
     # -- the balance alarm and quality measures ----------------------------------------------
     def _monitors_due(self, now: float) -> tuple[bool, bool]:
         s = self.settings
-        if not s.monitors or self.data is None or self.spec.kind != GAN:
+        if not s.monitors or self.data is None or self.spec.kind != GAN \
+                or not self.rank_info.is_writer:  # rank 0 alone measures
             return False, False
         if self._t_monitor is None:
             self._t_monitor = [now, now]

@@ -32,4 +32,5 @@ def ganstudio_register_models():
         help=("Deep convolutional GAN: the classic, fast architecture. A good first model for "
               "a folder of a few hundred to a few thousand images at 32-128 px."),
         version=__version__,
+        capabilities=frozenset({"ddp"}),
     )]

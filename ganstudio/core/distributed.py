@@ -326,10 +326,20 @@ class Ranks:
                 continue
             # find_unused_parameters: a network may leave parts idle at a step (a
             # progressive GAN's later blocks); DDP then marks them ready itself.
-            wrapped[name] = DDP(net, device_ids=ids, broadcast_buffers=True,
-                                find_unused_parameters=True)
+            wrapped[name] = DDP(net, device_ids=ids, find_unused_parameters=True,
+                                **_sync_buffers_each_forward())
         model.use_wrapped_networks(wrapped)
         return wrapped
+
+
+def _sync_buffers_each_forward() -> dict[str, bool]:
+    """Rank 0's buffers (batch-norm statistics) copied to the others at each forward:
+    the keyword is ``forward_sync_buffers`` in newer PyTorch, ``broadcast_buffers`` before."""
+    import inspect
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    params = inspect.signature(DDP.__init__).parameters
+    return {"forward_sync_buffers": True} if "forward_sync_buffers" in params else {
+        "broadcast_buffers": True}
 
 
 def check_capability(spec: Any, info: RankInfo) -> None:

@@ -257,7 +257,8 @@ class Engine:
         self.device = DeviceChoice(device, f"{self.device.reason}; {info.label} of "
                                    f"{info.world_size}", self.device.autocast_dtype)
         self.ranks = dist.Ranks.start(info, device)
-        self.run.log(f"{info.label} of {info.world_size} joined (pid {os.getpid()}, host "
+        say = getattr(self.run, "announce", self.run.log)  # every rank says where it runs
+        say(f"{info.label} of {info.world_size} joined (pid {os.getpid()}, host "
                      f"{platform.node()}, {self.ranks.backend}, device {device})")
 
     def _share_start_state(self) -> None:

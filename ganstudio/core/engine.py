@@ -27,6 +27,7 @@ import torch
 import ganstudio
 from . import distributed as dist
 from . import events as ev
+from . import finetune
 from .checkpoints import (checkpoint_name, is_disk_full, load_latest, save_checkpoint,
                           set_aside)
 from .config import resolve_config
@@ -141,7 +142,8 @@ class Engine:
                  resume: bool = False,
                  images: torch.Tensor | None = None,
                  cache_dir: str | Path | None = None,
-                 plugin_version: str = ""):
+                 plugin_version: str = "",
+                 init_from: str | None = None):
         self.spec = spec
         # torchrun's environment: rank 0 (or a plain run) writes the run folder, the
         # other ranks see it through a FollowerRun that writes only their warnings
@@ -157,6 +159,8 @@ class Engine:
         self.preloaded = images
         self.cache_dir = cache_dir
         self.plugin_version = plugin_version
+        self.init_from = init_from        # RUN[:CHECKPOINT] a new run starts from (finetune)
+        self.init_record: dict[str, Any] | None = None
         self.commands = _Commands()
         self.step = 0
         self.images_seen = 0
@@ -294,6 +298,11 @@ class Engine:
                 raise UserError(f"run folder {self.run.path} already holds a run; "
                                 "resume it (--resume) or choose another folder")
         base = info["config"] if info else None
+        source = None
+        if self.init_from and not (self.resume_requested and existing):
+            # a new run from another run's weights: its settings are the defaults here
+            source = finetune.resolve(self.init_from, self.spec)
+            base = source.config
         self.config = resolve_config(self.spec.schema, self.overrides, base=base)
         if self.data_folder is None and info and (info.get("dataset") or {}).get("folder"):
             self.data_folder = Path(info["dataset"]["folder"])
@@ -326,6 +335,8 @@ class Engine:
         self.model = self.spec.factory(self.config, image_shape, self.device.device)
         if self.data is not None:
             self.model.attach_data(self.data)
+        if source is not None:
+            self.init_record = finetune.start_from(source, self.model, self.config)
 
         g = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + 1)
         if self.spec.kind == GAN:
@@ -355,6 +366,8 @@ class Engine:
             "global_batch": dist.global_batch(int(self.config.get("batch_size", 1) or 1),
                                               self.rank_info),
         }
+        if self.init_record is not None:
+            run_info["init_from"] = self.init_record
         if existing and info is not None:
             run_info["created"] = info.get("created")
             self.run.write_info({**info, **run_info})

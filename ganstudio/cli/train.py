@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ganstudio.cli import launch
 from ganstudio.cli.command import Command
 from ganstudio.cli.exits import EXIT_FAILED, EXIT_OK
 from ganstudio.cli.messages import failure_lines, shown
@@ -89,9 +90,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-monitors", action="store_true",
                    help="no collapse / imbalance alarm and no KID / FID")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    launch.add_arguments(p)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if launch.launch_requested(args):       # --nproc-per-node: torchrun's launcher
+        return launch.run_launched(TrainRequest.from_args(args), args)
     return run_training(TrainRequest.from_args(args))
 
 
@@ -100,6 +104,7 @@ def run_training(req: TrainRequest) -> int:
     from ganstudio.cli.progress import ConsoleProgress, CountProgress
     from ganstudio.core import events as ev
     from ganstudio.core.config import parse_set_args
+    from ganstudio.core.distributed import rank_info
     from ganstudio.core.engine import Engine
     from ganstudio.core.errors import UserError
     from ganstudio.core.runs import RunFolder
@@ -138,17 +143,20 @@ def run_training(req: TrainRequest) -> int:
         total = int(run.read_info().get("total_steps", 10_000)) if run.exists() else 10_000
     if total < 1:
         raise UserError(f"--steps must be at least 1, got {total}")
-    progress = ConsoleProgress(quiet=req.quiet)
+    # ranks other than 0 of a distributed run print only their errors; rank 0 reports
+    follower = not rank_info().is_writer
+    progress = ConsoleProgress(quiet=req.quiet or follower)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
                     init_from=req.init_from,
-                    listeners=[progress, pm.metrics_listener(str(run.path))],
+                    listeners=[progress] + ([] if follower else
+                                            [pm.metrics_listener(str(run.path))]),
                     plugin_version=pm.plugin_version(spec))
 
-    preparing = CountProgress("preparing images", quiet=req.quiet)
+    preparing = CountProgress("preparing images", quiet=req.quiet or follower)
     engine.prepare(progress=preparing)
     preparing.finish()
-    if engine.report is not None:
+    if engine.report is not None and not follower:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
         for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
             if not line.startswith("warning: "):  # dataset warnings arrive as events

@@ -145,12 +145,12 @@ def run_training(req: TrainRequest) -> int:
         raise UserError(f"--steps must be at least 1, got {total}")
     # ranks other than 0 of a distributed run print only their errors; rank 0 reports
     follower = not rank_info().is_writer
-    progress = ConsoleProgress(quiet=req.quiet or follower)
+    progress = ConsoleProgress(quiet=req.quiet)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
                     init_from=req.init_from,
-                    listeners=[progress] + ([] if follower else
-                                            [pm.metrics_listener(str(run.path))]),
+                    listeners=[] if follower else [progress,
+                                                   pm.metrics_listener(str(run.path))],
                     plugin_version=pm.plugin_version(spec))
 
     preparing = CountProgress("preparing images", quiet=req.quiet or follower)

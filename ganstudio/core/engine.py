@@ -375,7 +375,7 @@ class Engine:
             self.run.create(run_info)
         self.run.log(f"model {self.spec.id} ({self.spec.plugin} {self.plugin_version}); "
                      f"device {self.device.name} ({self.device.reason})")
-        if self.report is not None:
+        if self.report is not None and self.rank_info.is_writer:  # said once, by rank 0
             self.run.log("dataset: " + self.report.summary())
             for skipped in self.report.skipped:
                 self.run.log(f"skipped {skipped.path}: {skipped.reason}", "WARNING")

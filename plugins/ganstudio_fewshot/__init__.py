@@ -48,5 +48,5 @@ def ganstudio_register_models():
         latent=LatentSpace(LATENT_DIM, "gaussian"),
         learning_rates=("lr_g", "lr_d"),
         test_settings=dict(TEST_SETTINGS),
-        capabilities=frozenset({"onnx", "d_features", "finetune"}),
+        capabilities=frozenset({"onnx", "d_features", "finetune", "ddp"}),
     )]

@@ -284,6 +284,13 @@ class DCGAN(GANModel):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"g": self.opt_g, "d": self.opt_d}
 
+    def use_wrapped_networks(self, wrapped: dict[str, nn.Module]) -> None:
+        if self.pause.enabled:  # a per-process decision: the processes would wait forever
+            raise ConfigError("setting 'd_pause': each process would pause D by its own loss "
+                              "and the processes would wait on each other; use d_pause=off "
+                              "to train on several processes")
+        super().use_wrapped_networks(wrapped)
+
     def trained_networks(self) -> dict[str, nn.Module]:
         return {"g": self.G, "d": self.D}
 

@@ -53,7 +53,7 @@ def run_once(nproc: int, data: str, model_id: str, settings: list[str], steps: i
     cmd = [sys.executable, "-m", "ganstudio", "train", "--model", model_id, "--data", data,
            "--out", str(out), "--steps", str(steps), "--device", device, "--precision",
            "fp32", "--quiet", "--no-monitors", "--sample-every", "1e9",
-           "--checkpoint-every", "1e9", "--log-steps", "5", "--nproc-per-node", str(nproc)]
+           "--checkpoint-every", "1e9", "--log-steps", "5", "--no-estimate", "--nproc-per-node", str(nproc)]
     for item in settings:
         cmd += ["--set", item]
     env = dict(os.environ)

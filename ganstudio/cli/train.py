@@ -32,6 +32,7 @@ class TrainRequest:
     device: str = "auto"
     precision: str = "auto"
     resume: bool = False
+    restart: bool = False
     init_from: str | None = None                        # RUN[:CHECKPOINT] to start from
     checkpoint_every: float = 120.0
     checkpoint_steps: int = 0
@@ -43,6 +44,7 @@ class TrainRequest:
     quality_steps: int = 0
     no_monitors: bool = False
     quiet: bool = False
+    no_estimate: bool = False
     plugins_dir: str | None = None
 
     @classmethod
@@ -66,6 +68,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=_D.device, help="auto (default), cpu, cuda or mps")
     p.add_argument("--precision", default=_D.precision, help="auto (default), fp32 or bf16")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--restart", action="store_true",
+                   help="start the run in --out over from step 0; its history moves to "
+                        "--out/previous-<date>-<time>/")
     p.add_argument("--init-from", metavar="RUN[:CHECKPOINT]", default=None,
                    help="start a new run from another run's network weights (fine-tuning; "
                         "same model, its settings unless --set changes them; CHECKPOINT: a "
@@ -90,6 +95,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-monitors", action="store_true",
                    help="no collapse / imbalance alarm and no KID / FID")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="start at once, without measuring a few steps to estimate the "
+                        "run's time")
     launch.add_arguments(p)
 
 
@@ -116,7 +124,7 @@ def run_training(req: TrainRequest) -> int:
     run = RunFolder(req.out)
     model_id = req.model
     if model_id is None:
-        if req.resume and run.exists():
+        if (req.resume or req.restart) and run.exists():
             model_id = run.read_info()["model_id"]
         elif req.init_from:    # fine-tuning: the source run's model
             from ganstudio.core.finetune import split_reference
@@ -132,7 +140,7 @@ def run_training(req: TrainRequest) -> int:
         print(f"nothing to resume in {shown(run.path)} yet; starting a new run", file=sys.stderr)
     if spec.kind != "gan":
         raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
-    if req.data is None and not req.resume:
+    if req.data is None and not ((req.resume or req.restart) and run.exists()):
         raise UserError("--data DIR is required (the folder of training images)")
     if req.data is not None and not Path(req.data).expanduser().is_dir():
         if Path(req.data).expanduser().exists():
@@ -148,6 +156,7 @@ def run_training(req: TrainRequest) -> int:
     progress = ConsoleProgress(quiet=req.quiet)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
+                    restart=req.restart,
                     init_from=req.init_from,
                     listeners=[] if follower else [progress,
                                                    pm.metrics_listener(str(run.path))],
@@ -156,11 +165,22 @@ def run_training(req: TrainRequest) -> int:
     preparing = CountProgress("preparing images", quiet=req.quiet or follower)
     engine.prepare(progress=preparing)
     preparing.finish()
+    if engine.history_moved_to is not None:
+        print(f"started over; the earlier history is in {shown(engine.history_moved_to)}",
+              file=sys.stderr)
     if engine.report is not None and not follower:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
+        if engine.chosen_from_data.get("channels") == 1:
+            print("  every image is greyscale: training in 1 channel "
+                  "(--set channels=3 trains in colour)", file=sys.stderr)
         for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
             if not line.startswith("warning: "):  # dataset warnings arrive as events
                 print(f"  {shown(line)}", file=sys.stderr)
+
+    if not req.no_estimate and not rank_info().distributed:  # one process's time says
+        from ganstudio.cli.estimate import print_estimate      # little about N of them
+        print_estimate(spec, engine.config, total, device=req.device,
+                       precision=req.precision, start_step=engine.step)
 
     result = _run_with_ctrl_c(engine)
     if isinstance(result, ev.Failed):

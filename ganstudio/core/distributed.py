@@ -392,6 +392,9 @@ class FollowerRun(RunFolder):
     def prune_samples_after(self, step: int) -> int:
         return 0
 
+    def set_history_aside(self) -> None:
+        return None
+
     def lock(self) -> Any:
         return _NoLock()
 

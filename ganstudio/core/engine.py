@@ -28,8 +28,8 @@ import ganstudio
 from . import distributed as dist
 from . import events as ev
 from . import finetune
-from .checkpoints import (checkpoint_name, is_disk_full, load_latest, save_checkpoint,
-                          set_aside)
+from .checkpoints import (candidates, checkpoint_name, is_disk_full, load_latest,
+                          save_checkpoint, set_aside)
 from .config import resolve_config
 from .data import DatasetReport, DeviceImages, load_dataset
 from .devices import DeviceChoice, pick_device
@@ -140,6 +140,7 @@ class Engine:
                  settings: EngineSettings | None = None,
                  listeners: Iterable[Callable[[ev.Event], None]] = (),
                  resume: bool = False,
+                 restart: bool = False,
                  images: torch.Tensor | None = None,
                  cache_dir: str | Path | None = None,
                  plugin_version: str = "",
@@ -156,6 +157,9 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.listeners = list(listeners)
         self.resume_requested = resume
+        #: Start an existing run over: its history is moved to RUN/previous-<time>/ first.
+        self.restart_requested = restart
+        self.history_moved_to: Path | None = None
         self.preloaded = images
         self.cache_dir = cache_dir
         self.plugin_version = plugin_version
@@ -169,6 +173,9 @@ class Engine:
         self.model: Any = None
         self.data: DeviceImages | None = None
         self.report: DatasetReport | None = None
+        #: Settings chosen from the data because the user left them open (e.g. channels=1
+        #: for a folder of greyscale images); the faces say so.
+        self.chosen_from_data: dict[str, Any] = {}
         self.device: DeviceChoice | None = None
         self.fixed_noise: torch.Tensor | None = None
         self.resumed_from: Path | None = None
@@ -283,6 +290,11 @@ class Engine:
                 dist.rank_seed(seed + 1, self.rank_info.rank, self.step))
         self.ranks.wrap(self.model, self.spec.id)
 
+    def _one_channel_fits(self, report: DatasetReport) -> bool:
+        field = self.spec.field("channels")
+        return (bool(report.grayscale) and field is not None and "channels" not in self.overrides
+                and int(self.config["channels"]) != 1 and 1 in (field.choices or [1]))
+
     def _prepare(self, progress: Callable[[int, int], None] | None) -> None:
         s = self.settings
         if self.run.path.is_dir():
@@ -294,9 +306,11 @@ class Engine:
             if info["model_id"] != self.spec.id:
                 raise UserError(f"run folder {self.run.path} holds a '{info['model_id']}' run, "
                                 f"not '{self.spec.id}'")
-            if not self.resume_requested and self.run.has_checkpoint():
+            if not self.resume_requested and not self.restart_requested \
+                    and self.run.has_history():
                 raise UserError(f"run folder {self.run.path} already holds a run; "
-                                "resume it (--resume) or choose another folder")
+                                "resume it (--resume), start it over (--restart; its history "
+                                "is kept in a previous-* folder) or choose another folder")
         base = info["config"] if info else None
         source = None
         if self.init_from and not (self.resume_requested and existing):
@@ -326,6 +340,11 @@ class Engine:
                 images, self.report = load_dataset(self.data_folder, res, ch,
                                                    self.config.get("fit", "crop"),
                                                    cache_dir=self.cache_dir, progress=progress)
+                if base is None and self._one_channel_fits(self.report):
+                    # every image is greyscale and the user did not choose: 1 channel
+                    images = images[:, :1].contiguous()
+                    self.config["channels"] = self.report.channels = 1
+                    self.chosen_from_data["channels"] = 1
             if s.monitors:
                 images, self.holdout = split_holdout(images, int(self.config.get("seed", 0)))
             self.data = DeviceImages(images, self.device.device,
@@ -343,15 +362,27 @@ class Engine:
             self.fixed_noise = self.model.make_latents(s.n_samples, g)
 
         # Restore before run.json is rewritten: a refused checkpoint leaves the run as it was.
-        if self.resume_requested and existing and self.rank_info.is_writer:
-            loaded = self._restore_latest()
+        if self.resume_requested and existing and not self.restart_requested \
+                and self.rank_info.is_writer:  # rank 0 restores, then sends it to the others
+            loaded, rejected = self._restore_latest()
+            if loaded is None and self.run.has_history():
+                why = "; ".join(reason for _p, reason in rejected[:3]) or "there is none"
+                raise CheckpointError(
+                    f"cannot resume {self.run.path}: no usable checkpoint ({why}). Nothing "
+                    "was changed; to train this folder from step 0 start it over (--restart: "
+                    "its history is kept in a previous-* folder)")
             if loaded is None:
-                self._warn("no usable checkpoint; starting from step 0", "checkpoint")
+                self._warn("no checkpoint yet; starting from step 0", "checkpoint")
             else:
                 path = loaded
                 self.resumed_from = path
                 self.last_checkpoint = path
                 self.run.log(f"resumed from {path.name} at step {self.step}")
+        if self.restart_requested and existing:
+            self.history_moved_to = self.run.set_history_aside()
+            if self.history_moved_to is not None:
+                self.run.log(f"started over; the earlier history is in "
+                             f"{self.history_moved_to.name}/")
 
         run_info = {
             "model_id": self.spec.id, "model_name": self.spec.name, "kind": self.spec.kind,
@@ -377,6 +408,9 @@ class Engine:
                      f"device {self.device.name} ({self.device.reason})")
         if self.report is not None and self.rank_info.is_writer:  # said once, by rank 0
             self.run.log("dataset: " + self.report.summary())
+            if self.chosen_from_data:
+                chosen = ", ".join(f"{k}={v}" for k, v in self.chosen_from_data.items())
+                self.run.log(f"chosen from the data (not set by the user): {chosen}")
             for skipped in self.report.skipped:
                 self.run.log(f"skipped {skipped.path}: {skipped.reason}", "WARNING")
             for path, note in self.report.converted:
@@ -391,32 +425,33 @@ class Engine:
         self._share_start_state()
         self._prepared = True
 
-    def _restore_latest(self) -> Path | None:
-        """Restore the newest checkpoint that verifies and whose contents restore.
+    def _restore_latest(self) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """Restore the newest checkpoint that verifies, passes the content checks and
+        restores; returns (its path or None, the newer ones refused and why).
 
-        A file that passes its checksum yet holds malformed values (only a crafted
-        file can) is set aside like a damaged one and the previous checkpoint is used.
-        A checkpoint that does not fit the model stays an error for the user: the
-        older ones would not fit either."""
-        tried: set[Path] = set()
-        while True:
-            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                                 on_skip=self._skip_checkpoint)
-            if loaded is None:
-                return None
-            path, state = loaded
-            if path in tried:  # could not be set aside: do not loop on it
-                raise CheckpointError(f"checkpoint {path} cannot be used and cannot be moved "
-                                      "aside; remove it to resume from an older one")
-            tried.add(path)
+        Refused files (damaged, crafted, another model's, a step beyond this run's
+        records, malformed values) are set aside only once a good one is found: when
+        none is, the folder is left exactly as it was. A checkpoint that does not fit
+        the model stays an error for the user: the older ones would not fit either."""
+        rejected: list[tuple[Path, str]] = []
+        for path, state, problem in candidates(self.run.checkpoints_dir, "cpu",
+                                               model_id=self.spec.id,
+                                               max_step=self.run.history_bound()):
+            if state is None:
+                rejected.append((path, problem))
+                continue
             try:
                 self._restore(state)
-                return path
             except CheckpointError:
                 raise
             except Exception as e:  # noqa: BLE001 - malformed values in a verified file
-                self._skip_checkpoint(path, f"checkpoint {path} holds malformed values "
-                                            f"({e.__class__.__name__}: {e}); refused")
+                rejected.append((path, f"checkpoint {path} was refused: it holds malformed "
+                                       f"values ({e.__class__.__name__}: {e})"))
+                continue
+            for bad, why in rejected:
+                self._skip_checkpoint(bad, why)
+            return path, rejected
+        return None, rejected
 
     def _skip_checkpoint(self, path: Path, why: str) -> None:
         """A checkpoint failed to verify or load: say so, and set it aside for good."""
@@ -554,7 +589,7 @@ class Engine:
         grid = make_grid(images.float(), nrow=None if images.shape[0] > 1 else 1)
         path = None
         try:
-            path = str(save_png(grid, self.run.sample_path(self.step)))
+            path = str(save_png(grid, self.run.sample_path(self.step), within=self.run.path))
         except OSError as e:
             self.run.log(f"could not save the sample grid: {e}", "WARNING")
         event = ev.Samples(self.step, grid, path)
@@ -874,7 +909,8 @@ class Engine:
         factor = self.commands.rollback or 0.5
         self.commands.set(rollback=None)
         loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                             on_skip=self._skip_checkpoint)
+                             on_skip=self._skip_checkpoint, model_id=self.spec.id,
+                             max_step=self.step)
         for key, value in list(self.config.items()):
             if isinstance(value, float) and _lr_key(key) is not None:
                 self.config[key] = value * factor

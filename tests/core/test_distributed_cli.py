@@ -22,7 +22,7 @@ from ganstudio.core.runs import RunFolder
 # DCGAN at its smallest: 32 px, 4 feature maps, 4 images per process
 TINY = ["--model", "dcgan", "--set", "resolution=32", "--set", "g_features=4",
         "--set", "d_features=4", "--set", "batch_size=4"]
-FAST = ["--device", "cpu", "--precision", "fp32", "--quiet", "--no-monitors",
+FAST = ["--device", "cpu", "--precision", "fp32", "--quiet", "--no-monitors", "--no-estimate",
         "--sample-every", "1e9", "--checkpoint-every", "1e9"]
 
 

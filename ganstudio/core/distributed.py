@@ -36,7 +36,9 @@ import datetime as _dt
 import hashlib
 import os
 import pickle
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
@@ -289,6 +291,25 @@ class Ranks:
         self._checked(lambda: dist.all_reduce(lo, op=dist.ReduceOp.MAX, group=self.group))
         return float((hi + lo).max().item()) if hi.numel() else 0.0
 
+    def schedule(self, log: bool, sample: bool, checkpoint: bool,
+                 stop: bool) -> tuple[bool, bool, bool, bool]:
+        """What every rank does after this step: rank 0's clock decides logging, sample
+        grids and checkpoints (a rank deciding alone by its own clock would leave the
+        others waiting in a collective); a stop asked on any rank stops all."""
+        flags = [0] * N_FLAGS
+        if self.info.is_writer:
+            flags[LOG], flags[SAMPLE], flags[CHECKPOINT] = log, sample, checkpoint
+        flags[STOP] = stop
+        agreed = self.agree(flags)
+        return agreed[LOG], agreed[SAMPLE], agreed[CHECKPOINT], agreed[STOP]
+
+    def lost_contact(self, error: BaseException, when: str = "") -> DistributedError:
+        """The error a rank reports when a collective failed because a peer is gone."""
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return DistributedError(
+            f"{self.info.label} lost contact with the other ranks{' ' + when if when else ''} "
+            f"(one of them stopped, failed or was killed): {type(error).__name__}: {first}")
+
     def _checked(self, call) -> Any:
         try:
             return call()
@@ -296,10 +317,7 @@ class Ranks:
             raise
         except Exception as e:  # noqa: BLE001 - classify, keep the original as the cause
             if is_collective_failure(e):
-                raise DistributedError(
-                    f"{self.info.label} lost contact with the other ranks (one of them "
-                    f"stopped, failed or was killed): {type(e).__name__}: "
-                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+                raise self.lost_contact(e) from e
             raise
 
     # -- the networks -----------------------------------------------------------------------------
@@ -348,6 +366,77 @@ def check_capability(spec: Any, info: RankInfo) -> None:
         raise UserError(f"model '{spec.id}' cannot train on several processes (it does "
                         f"not declare capability 'ddp'); run it with one process "
                         f"(this run has {info.world_size})")
+
+
+# -- the engine's seams ---------------------------------------------------------------------------
+# The engine calls these at a few points of its preparation and loop; each does nothing in a
+# one-process run. ``engine`` is a ganstudio.core.engine.Engine (not imported: no cycle).
+
+def join(engine: Any) -> None:
+    """After the device is chosen: a distributed run (world size > 1) checks the model's
+    capability, takes this rank's device, joins the process group and takes rank 0's
+    settings (every rank trains the same config)."""
+    info = engine.rank_info
+    if not info.distributed:
+        return
+    check_capability(engine.spec, info)
+    from .devices import DeviceChoice
+    device = device_for_rank(engine.device.device, info)
+    engine.device = DeviceChoice(device, f"{engine.device.reason}; {info.label} of "
+                                 f"{info.world_size}", engine.device.autocast_dtype)
+    engine.ranks = Ranks.start(info, device)
+    say = getattr(engine.run, "announce", engine.run.log)   # every rank says where it runs
+    say(f"{info.label} of {info.world_size} joined (pid {os.getpid()}, host "
+        f"{platform.node()}, {engine.ranks.backend}, device {device})")
+    engine.config = engine.ranks.share(engine.config if info.is_writer else None)
+
+
+def share_start(engine: Any) -> None:
+    """At the end of preparation: rank 0's state (restored from a checkpoint, or fresh)
+    on every rank, the trained networks wrapped in DDP, and each rank's own random
+    streams seeded from (seed, rank, step)."""
+    ranks, info = engine.ranks, engine.rank_info
+    if ranks is None:
+        return
+    mine = ((engine._state(), str(engine.resumed_from) if engine.resumed_from else None)
+            if info.is_writer else None)
+    state, resumed_from = ranks.share(mine)
+    if not info.is_writer:
+        engine._restore(state)
+        engine.resumed_from = Path(resumed_from) if resumed_from else None
+    seed = int(engine.config.get("seed", 0))
+    torch.manual_seed(rank_seed(seed, info.rank, engine.step))
+    if engine.data is not None:
+        engine.data.generator.manual_seed(rank_seed(seed + 1, info.rank, engine.step))
+    ranks.wrap(engine.model, engine.spec.id)
+
+
+def tell_waiting_ranks(engine: Any, error: BaseException) -> None:
+    """Rank 0 failed while preparing and the others wait for its start state: send them
+    the error, so that each stops with the same message instead of waiting."""
+    ranks = getattr(engine, "ranks", None)
+    if ranks is None or not engine.rank_info.is_writer or engine._prepared \
+            or isinstance(error, DistributedError):
+        return
+    try:
+        ranks.share(error if isinstance(error, UserError) else
+                    DistributedError(f"rank 0 failed while preparing: {error}"))
+    except Exception:  # noqa: BLE001 - the launcher stops them anyway
+        pass
+
+
+def check_in_step(engine: Any) -> None:
+    """Before rank 0 writes a checkpoint (every rank comes here: it is also a barrier):
+    the trained parameters must be identical on every rank. Logged; a difference is a
+    warning naming its size."""
+    params = [p for net in engine.model.trained_networks().values() for p in net.parameters()]
+    diff = engine.ranks.max_difference(params)
+    n = engine.rank_info.world_size
+    if diff == 0.0:
+        engine.run.log(f"step {engine.step}: parameters identical on all {n} ranks")
+    else:
+        engine._warn(f"step {engine.step}: the ranks' parameters differ by up to {diff:.3g}; "
+                     "the model does something per rank that DDP does not average", "ddp")
 
 
 class _NoLock:

@@ -230,7 +230,7 @@ class Engine:
             try:
                 self._prepare(progress)
             except BaseException as e:
-                self._tell_waiting_ranks(e)
+                dist.tell_waiting_ranks(self, e)   # rank 0 failed: the others stop too
                 raise
         except UserError:
             raise
@@ -247,48 +247,6 @@ class Engine:
             hint = f" (or batch_size={max(1, bs // 2)})" if bs > 1 else ""
             raise UserError("the device ran out of memory while preparing the run; try a "
                             f"smaller model or resolution{hint}, or another device") from None
-
-    def _tell_waiting_ranks(self, error: BaseException) -> None:
-        """Rank 0 failed while the others wait for its start state: send them the error."""
-        if self.ranks is not None and self.rank_info.is_writer and not self._prepared \
-                and not isinstance(error, dist.DistributedError):
-            try:
-                self.ranks.share(error if isinstance(error, UserError) else
-                                 dist.DistributedError(f"rank 0 failed while preparing: {error}"))
-            except Exception:  # noqa: BLE001 - the launcher stops them anyway
-                pass
-
-    def _join_ranks(self) -> None:
-        """A distributed run (world size > 1): one device per rank, join the group."""
-        info = self.rank_info
-        if not info.distributed:
-            return
-        dist.check_capability(self.spec, info)
-        device = dist.device_for_rank(self.device.device, info)
-        self.device = DeviceChoice(device, f"{self.device.reason}; {info.label} of "
-                                   f"{info.world_size}", self.device.autocast_dtype)
-        self.ranks = dist.Ranks.start(info, device)
-        say = getattr(self.run, "announce", self.run.log)  # every rank says where it runs
-        say(f"{info.label} of {info.world_size} joined (pid {os.getpid()}, host "
-                     f"{platform.node()}, {self.ranks.backend}, device {device})")
-
-    def _share_start_state(self) -> None:
-        """Rank 0's state (restored or fresh) on every rank; DDP wrappers around the
-        networks; each rank's own random streams from (seed, rank, step)."""
-        if self.ranks is None:
-            return
-        mine = ((self._state(), str(self.resumed_from) if self.resumed_from else None)
-                if self.rank_info.is_writer else None)
-        state, resumed_from = self.ranks.share(mine)
-        if not self.rank_info.is_writer:
-            self._restore(state)
-            self.resumed_from = Path(resumed_from) if resumed_from else None
-        seed = int(self.config.get("seed", 0))
-        torch.manual_seed(dist.rank_seed(seed, self.rank_info.rank, self.step))
-        if self.data is not None:
-            self.data.generator.manual_seed(
-                dist.rank_seed(seed + 1, self.rank_info.rank, self.step))
-        self.ranks.wrap(self.model, self.spec.id)
 
     def _one_channel_fits(self, report: DatasetReport) -> bool:
         field = self.spec.field("channels")
@@ -322,9 +280,7 @@ class Engine:
             self.data_folder = Path(info["dataset"]["folder"])
 
         self.device = pick_device(s.device, precision=s.precision)
-        self._join_ranks()
-        if self.ranks is not None:  # every rank trains rank 0's settings
-            self.config = self.ranks.share(self.config if self.rank_info.is_writer else None)
+        dist.join(self)   # several processes: this rank's device, the process group, config
         torch.manual_seed(int(self.config.get("seed", 0)))
 
         image_shape = None
@@ -422,7 +378,7 @@ class Engine:
         # one: metrics and grids of the lost steps go.
         self.run.truncate_metrics_after(self.step)
         self.run.prune_samples_after(self.step)
-        self._share_start_state()
+        dist.share_start(self)   # rank 0's state on every rank, DDP wrappers, own streams
         self._prepared = True
 
     def _restore_latest(self) -> tuple[Path | None, list[tuple[Path, str]]]:
@@ -542,7 +498,7 @@ class Engine:
                        "the last good checkpoint first", "checkpoint")
             return None
         if self.ranks is not None:
-            self._check_ranks_in_step()
+            dist.check_in_step(self)
             if not self.rank_info.is_writer:  # rank 0 writes it; the others note its name
                 self.last_checkpoint = self.run.checkpoints_dir / checkpoint_name(self.step)
                 return None
@@ -557,18 +513,6 @@ class Engine:
         self.run.log(f"checkpoint {path.name}")
         self.emit(ev.CheckpointWritten(self.step, str(path)))
         return path
-
-    def _check_ranks_in_step(self) -> None:
-        """Before rank 0 writes a checkpoint (all ranks here: a barrier): the trained
-        parameters must be identical on every rank. Logged; a difference is a warning."""
-        params = [p for net in self.model.trained_networks().values() for p in net.parameters()]
-        diff = self.ranks.max_difference(params)
-        n = self.rank_info.world_size
-        if diff == 0.0:
-            self.run.log(f"step {self.step}: parameters identical on all {n} ranks")
-        else:
-            self._warn(f"step {self.step}: the ranks' parameters differ by up to {diff:.3g}; "
-                       "the model does something per rank that DDP does not average", "ddp")
 
     # -- samples -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -706,10 +650,7 @@ class Engine:
                         out = self.model.train_step(real)
                 except Exception as e:
                     if ranks is not None and dist.is_collective_failure(e):
-                        raise dist.DistributedError(
-                            f"{self.rank_info.label} lost contact with the other ranks "
-                            f"during step {self.step + 1}: {type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+                        raise ranks.lost_contact(e, f"during step {self.step + 1}") from e
                     if not is_out_of_memory(e):
                         raise _PluginFailure("train_step", traceback.format_exc()) from e
                     oom = True
@@ -750,18 +691,9 @@ class Engine:
                                  and self.step % s.checkpoint_every_steps == 0)
                                 or (s.checkpoint_every_s > 0
                                     and now - t_ckpt >= s.checkpoint_every_s))
-                if ranks is not None:
-                    # every rank takes the same branches: rank 0's clock decides, a stop
-                    # asked on any rank stops all (one host all-reduce of a few ints)
-                    flags = [0] * dist.N_FLAGS
-                    if self.rank_info.is_writer:
-                        flags[dist.LOG], flags[dist.SAMPLE] = due_log, due_sample
-                        flags[dist.CHECKPOINT] = due_ckpt
-                    flags[dist.STOP] = self.commands.stop
-                    agreed = ranks.agree(flags)
-                    due_log, due_sample = agreed[dist.LOG], agreed[dist.SAMPLE]
-                    due_ckpt = agreed[dist.CHECKPOINT]
-                    agreed_stop = agreed[dist.STOP]
+                if ranks is not None:   # every rank takes the same branches
+                    due_log, due_sample, due_ckpt, agreed_stop = ranks.schedule(
+                        due_log, due_sample, due_ckpt, self.commands.stop)
                 if due_log or self.step >= s.total_steps:
                     if not flush():
                         if self._on_nan():

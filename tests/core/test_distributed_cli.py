@@ -145,3 +145,85 @@ def test_kill_9_of_one_rank_ends_the_run_and_it_resumes(tmp_path, image_folder):
     assert f"resumed from ckpt_{last_ckpt:08d}.pt at step {last_ckpt}" in log
     assert f"completed at step {last_ckpt + 3}" in log
     assert metrics_steps(run)[-1] == last_ckpt + 3
+
+
+#: A tiny model that declares capability ddp and runs out of memory on rank 1 at step 3.
+OOM_PLUGIN = '''
+import os
+import torch
+import torch.nn as nn
+import ganstudio
+from ganstudio.core.config import Field, common_gan_fields
+from ganstudio.core.model import GAN, GANModel, ModelSpec
+
+__version__ = "0.0.1"
+GANSTUDIO_PLUGIN_API = 1
+
+
+class OomGAN(GANModel):
+    def __init__(self, config, image_shape, device):
+        super().__init__(config, image_shape, device)
+        c, h, w = self.image_shape
+        self.latent_dim = 4
+        self.G = nn.Linear(4, c * h * w)
+        self.D = nn.Linear(c * h * w, 1)
+        self.opt_g = torch.optim.SGD(self.G.parameters(), lr=0.01)
+        self.opt_d = torch.optim.SGD(self.D.parameters(), lr=0.01)
+        self.steps = 0
+
+    def trained_networks(self):
+        return {"g": self.G, "d": self.D}
+
+    def train_step(self, real):
+        self.steps += 1
+        if os.environ.get("RANK") == "1" and self.steps == 3:
+            raise torch.OutOfMemoryError("out of memory (a test)")
+        G, D = self.network("g"), self.network("d")
+        z = torch.randn(real.shape[0], 4)
+        self.opt_d.zero_grad()
+        loss_d = D(real.flatten(1)).mean() - D(G(z).detach()).mean()
+        loss_d.backward()
+        self.opt_d.step()
+        self.opt_g.zero_grad()
+        loss_g = -D(G(z)).mean()
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    @torch.no_grad()
+    def sample(self, z):
+        return torch.tanh(self.G(z)).view(z.shape[0], *self.image_shape)
+
+    def state_dict(self):
+        return {"G": self.G.state_dict(), "D": self.D.state_dict()}
+
+    def load_state_dict(self, state):
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+
+    def generator_module(self):
+        return self.G
+
+
+@ganstudio.hookimpl
+def ganstudio_register_models():
+    return [ModelSpec(id="oomgan", name="OOM test", kind=GAN,
+                      schema=common_gan_fields(resolution=8, resolutions=(8,), batch_size=4),
+                      factory=OomGAN, capabilities=frozenset({"ddp"}))]
+'''
+
+
+def test_out_of_memory_on_one_rank_gives_the_one_gpu_advice(tmp_path, image_folder,
+                                                            plugins_dir):
+    (plugins_dir / "oom_plugin.py").write_text(OOM_PLUGIN)
+    run = tmp_path / "run"
+    code, output = finish(ganstudio("train", "--model", "oomgan", "--data", str(image_folder),
+                                    "--out", str(run), "--steps", "20", "--nproc-per-node",
+                                    "2", *FAST))
+    assert code == 1, output
+    log = (run / "events.log").read_text()
+    advice = ("rank 1: the device ran out of memory at step 2 (batch size 4); try a smaller "
+              "batch (batch_size=2) and resume")
+    assert advice in log, log
+    assert "launcher: rank 1 (pid" in log and "exited with code 1" in log
+    assert "try a smaller batch (batch_size=2) and resume" in output

@@ -240,3 +240,71 @@ def test_one_distributed_step_equals_one_step_on_the_whole_batch(two_ranks):
     for single, distributed in zip(module.params(model), r0["after_one"]):
         assert torch.allclose(single, distributed, rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(r0["start"], r0["after_one"]))
+
+
+# -- the conformance kit's ddp check -------------------------------------------------------------
+#: Two tiny models: one calls its networks through self.network() (as a ddp model must),
+#: the other calls them directly, so each process trains on its own.
+CHECK_PLUGIN = '''
+import torch
+import torch.nn as nn
+import ganstudio
+from ganstudio.core.config import common_gan_fields
+from ganstudio.core.model import GAN, GANModel, ModelSpec
+
+__version__ = "0.0.1"
+GANSTUDIO_PLUGIN_API = 1
+
+
+class Lin(GANModel):
+    through_wrapper = True
+
+    def __init__(self, config, image_shape, device):
+        super().__init__(config, image_shape, device)
+        c, h, w = self.image_shape
+        self.G, self.D = nn.Linear(4, c * h * w), nn.Linear(c * h * w, 1)
+        self.opt_g = torch.optim.SGD(self.G.parameters(), lr=0.1)
+        self.opt_d = torch.optim.SGD(self.D.parameters(), lr=0.1)
+
+    def trained_networks(self):
+        return {"g": self.G, "d": self.D}
+
+    def train_step(self, real):
+        G, D = ((self.network("g"), self.network("d")) if self.through_wrapper
+                else (self.G, self.D))
+        z = torch.randn(real.shape[0], 4)
+        self.opt_d.zero_grad()
+        loss_d = D(G(z).detach()).mean() - D(real.flatten(1)).mean()
+        loss_d.backward()
+        self.opt_d.step()
+        self.opt_g.zero_grad()
+        loss_g = -D(G(z)).mean()
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+
+class Direct(Lin):
+    through_wrapper = False
+
+
+def spec(id, factory):
+    return ModelSpec(id=id, name=id, kind=GAN, factory=factory,
+                     schema=common_gan_fields(resolution=8, resolutions=(8,), batch_size=4),
+                     capabilities=frozenset({"ddp"}))
+
+
+@ganstudio.hookimpl
+def ganstudio_register_models():
+    return [spec("lin_wrapped", Lin), spec("lin_direct", Direct)]
+'''
+
+
+def test_ddp_check_passes_a_wrapped_model_and_catches_a_direct_call(plugins_dir):
+    from ganstudio.core.ddp_check import check_ddp
+    (plugins_dir / "check_plugin.py").write_text(CHECK_PLUGIN)
+    good = check_ddp("lin_wrapped", steps=3)
+    assert good.ok and good.max_difference == 0.0, good.detail
+    bad = check_ddp("lin_direct", steps=3)
+    assert not bad.ok and bad.max_difference > 0
+    assert "self.network(name)" in bad.detail

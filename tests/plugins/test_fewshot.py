@@ -242,3 +242,15 @@ def test_generator_exports_to_onnx(tmp_path):
     report = export_generator_onnx(m.generator_module(), 256, tmp_path / "g.onnx")
     assert report.path.is_file()
     assert report.max_abs_diff < 1e-3
+
+
+def test_speedcheck_reports_images_per_second(tmp_path, capsys):
+    from ganstudio_fewshot import speedcheck
+    out = tmp_path / "speed.json"
+    code = speedcheck.main(["--device", "cpu", "--resolutions", "64", "--precisions", "fp32",
+                            "--batch", "2", "--seconds", "0", "--set", "g_features=2",
+                            "--set", "d_features=2", "--out", str(out)])
+    assert code == 0
+    (row,) = json.loads(out.read_text())
+    assert row["resolution"] == 64 and row["steps"] == 2 and row["img_per_s"] > 0
+    assert json.loads(capsys.readouterr().out) == row

@@ -192,7 +192,14 @@ def test_discriminator_features_leave_d_untouched(images):
     feats = m.discriminator_features(x)
     assert [f.shape[-1] for f in feats] == [32, 16, 8]
     assert all(torch.equal(a, b) for a, b in zip(buffers, m.D.buffers()))
+    assert m.D.training
     assert m.discriminate(x).shape == (4,)
+    # per image (projection compares one picture at a time), and differentiable
+    alone = m.discriminator_features(x[1:2])
+    assert all(torch.allclose(a[0], b[1], atol=1e-5) for a, b in zip(alone, feats))
+    y = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(sum(f.sum() for f in m.discriminator_features(y)), [y])
+    assert grad.abs().sum() > 0
 
 
 def _vgg_file(path: Path, seed: int = 0) -> Path:

@@ -99,10 +99,11 @@ class TrainingController(QObject):
         return path
 
     def start(self, resume_dir: str | Path | None = None,
-              data_folder: str | Path | None = None) -> bool:
+              data_folder: str | Path | None = None, restart: bool = False) -> bool:
         """Start (or, with ``resume_dir``, resume) a run in a worker thread. A resumed run
         trains on the folder its run.json records unless ``data_folder`` is given (the
-        user chose another one after being told why)."""
+        user chose another one after being told why). ``restart``: train ``resume_dir``
+        from step 0 (the engine keeps its history in a ``previous-*`` folder)."""
         from .worker import TrainingSession, TrainingWorker
         win = self.win
         if self.state != "idle" or self.training:
@@ -146,7 +147,8 @@ class TrainingController(QObject):
         win.samples.clear()
         win.status.clear_run()
         worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=config,
-                                settings=win.model_panel.engine_settings(), resume=resume,
+                                settings=win.model_panel.engine_settings(),
+                                resume=resume and not restart, restart=restart,
                                 plugin_manager=win.pm)
         for name in ("preparing", "prepared", "started", "metrics", "samples", "checkpoint",
                      "warning", "paused", "resumed", "finished", "failed", "done"):
@@ -156,7 +158,7 @@ class TrainingController(QObject):
         self.set_state("preparing")
         win.status.set("step", "preparing…")
         self.session.start()
-        if resume:
+        if resume and not restart:
             win.viewer.load_history(run_dir, self.live_rows)  # the run's earlier past
         return True
 
@@ -247,8 +249,10 @@ class TrainingController(QObject):
         except UserError as e:
             win.show_error(str(e))
             return False
-        if run_dir is not None and RunFolder(run_dir).exists():
-            return self.start(resume_dir=run_dir)
+        run = RunFolder(run_dir) if run_dir is not None else None
+        if run is not None and run.exists():
+            # no checkpoint yet (it failed at once): the same folder from step 0
+            return self.start(resume_dir=run_dir, restart=not run.has_checkpoint())
         return self.start()
 
     # -- worker signals (GUI thread, queued) ---------------------------------------------------

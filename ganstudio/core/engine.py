@@ -37,7 +37,7 @@ from .errors import CheckpointError, UserError
 from .images import make_grid, save_png
 from .model import GAN, ModelSpec
 from .alarm import EngineMonitors, split_holdout
-from .runs import RunFolder, RunLock
+from .runs import RunFolder, RunLock, warning_tag
 
 
 @dataclass
@@ -217,7 +217,7 @@ class Engine:
                 self.run.log(f"listener {listener!r} failed:\n{traceback.format_exc()}", "ERROR")
 
     def _warn(self, message: str, kind: str = "warning") -> None:
-        self.run.log(message, "WARNING")
+        self.run.log(f"{message} {warning_tag(kind, self.step)}", "WARNING")
         self.emit(ev.Warning(message, self.step, kind))
 
     # -- preparation -------------------------------------------------------------------------

@@ -68,14 +68,14 @@ def worker_argv(req: Any) -> list[str]:
     return argv
 
 
-def run_launched(req: Any, args: argparse.Namespace) -> int:
-    """Start the workers with torchrun's launcher; say how the run ended."""
+def run_launched(req: Any, args: argparse.Namespace, run_training: Any) -> int:
+    """Start the workers with torchrun's launcher; say how the run ended. One process
+    on one machine needs no launcher: ``run_training(req)`` trains it here."""
     from ganstudio.core.launcher import launch, processes_per_node
 
     nproc = processes_per_node(args.nproc_per_node)
     if nproc == 1 and str(args.nnodes) == "1":
-        from ganstudio.cli.train import run_training
-        return run_training(req)        # one process: no launcher needed
+        return run_training(req)
     _check_model(req, nproc)
     result = launch(worker_argv(req), nproc_per_node=nproc, run_dir=req.out,
                     nnodes=str(args.nnodes), rdzv_endpoint=args.rdzv_endpoint,

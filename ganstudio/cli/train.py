@@ -103,7 +103,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if launch.launch_requested(args):       # --nproc-per-node: torchrun's launcher
-        return launch.run_launched(TrainRequest.from_args(args), args)
+        return launch.run_launched(TrainRequest.from_args(args), args, run_training)
     return run_training(TrainRequest.from_args(args))
 
 

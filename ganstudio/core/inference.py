@@ -9,7 +9,7 @@ import torch
 from .checkpoints import load_latest
 from .config import resolve_config
 from .errors import CheckpointError
-from .model import GAN, ModelSpec
+from .model import FOLDER_KINDS, ModelSpec
 from .runs import RunFolder
 
 
@@ -30,7 +30,7 @@ def load_trained(run_dir: str | Path, plugin_manager: Any, device: str | torch.d
     config = resolve_config(spec.schema, base=state.get("config") or info["config"])
     device = torch.device(device)
     shape = None
-    if spec.kind == GAN:
+    if spec.kind in FOLDER_KINDS:
         res = int(config["resolution"])
         shape = (int(config["channels"]), res, res)
     model = spec.factory(config, shape, device)

@@ -77,6 +77,9 @@ class FaultyGAN(GANModel):
     def generator_module(self):
         return torch.nn.Identity()
 
+    def optimizers(self):
+        return {"g": self.opt_g}
+
 
 def faulty_spec() -> ModelSpec:
     schema = common_gan_fields(resolution=8, resolutions=(8,), batch_size=4) + [
@@ -89,7 +92,7 @@ def faulty_spec() -> ModelSpec:
         Field("raise_in_sample", "bool", False, "sample() raises"),
     ]
     return ModelSpec(id="faulty", name="Faulty", kind=GAN, schema=schema, factory=FaultyGAN,
-                     plugin=PLUGIN)
+                     plugin=PLUGIN, learning_rates=("lr",))
 
 
 IMAGES = torch.from_numpy(
@@ -178,7 +181,8 @@ def test_nan_in_the_cli_mode_stops_and_resume_with_lower_lr_continues(tmp_path):
     failed = eng.run_loop()
     assert isinstance(failed, ev.Failed)
     assert "NaN or infinite at step 8" in failed.message and "ckpt_00000005.pt" in failed.message
-    assert failed.suggestion == "lr=0.05"
+    assert failed.kind == "nan" and failed.settings == {"lr": pytest.approx(0.05)}
+    assert failed.action == "resume" and failed.suggestion == "lr=0.05"
     assert [p.name for p in list_checkpoints(eng.run.checkpoints_dir)] == ["ckpt_00000005.pt"]
 
     events2: list[ev.Event] = []
@@ -220,7 +224,8 @@ def test_out_of_memory_names_a_batch_size_and_the_run_continues_with_it(tmp_path
     failed = eng.run_loop()
     assert isinstance(failed, ev.Failed)
     assert "out of memory at step 6" in failed.message
-    assert "batch_size=8" in failed.message and failed.suggestion == "batch_size=8"
+    assert failed.kind == "out_of_memory" and failed.settings == {"batch_size": 8}
+    assert failed.action == "resume" and failed.suggestion == "batch_size=8"
     assert failed.plugin == "" and failed.traceback == ""
     assert "ERROR" in (tmp_path / "run" / "events.log").read_text()
 

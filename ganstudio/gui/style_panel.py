@@ -526,7 +526,7 @@ class StylePanel(QWidget):
 
     # -- VGG weights -------------------------------------------------------------------------
     def _tools(self) -> Any:
-        from ganstudio.cli_stylize import style_tools
+        from ganstudio.cli.style import style_tools
         return style_tools(self.pm, STYLE_MODEL)
 
     def _browse_weights(self) -> None:
@@ -795,7 +795,7 @@ class StylePanel(QWidget):
         pm = self.pm
 
         def work():
-            from ganstudio.cli_stylize import style_tools
+            from ganstudio.cli.style import style_tools
             from ganstudio.core.devices import pick_device
             tools = style_tools(pm, FAST_MODEL)
             dev = pick_device(device, precision="fp32").device

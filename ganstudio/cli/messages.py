@@ -107,7 +107,7 @@ def failure_lines(failed: Any, out: str, events_path: Any) -> list[str]:
     return lines
 
 
-def warning_lines(warning: Any) -> str:
+def event_warning_line(warning: Any) -> str:
     """A Warning event in console words, with its advice (a setting to change, or that
     the folder may be too small or too varied)."""
     text = warning.message

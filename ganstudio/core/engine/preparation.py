@@ -4,7 +4,7 @@
    writing or written. Of two trainings started at once on one folder, the
    second stops here with a UserError and has changed nothing.
 2. Read run.json (when resuming or reopening) and resolve the config.
-3. Pick the device, seed torch, load the dataset onto the device (folder kinds),
+3. Pick the device, seed torch, Python's ``random`` and NumPy, load the dataset onto the device (folder kinds),
    holding a few images out for the GAN monitors.
 4. Build the model (:meth:`Engine.build_model`, also used by a roll back) and
    the fixed noise of the sample grid.
@@ -19,9 +19,11 @@ Distributed training wraps ``model.trained_networks()`` between steps 4 and 5
 from __future__ import annotations
 
 import platform
+import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 
 import ganstudio
@@ -66,7 +68,9 @@ def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
 
     e.device = pick_device(s.device, precision=s.precision)                 # (3)
     seed = int(e.config.get("seed", 0))
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)            # and the streams outside code may draw from
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
     if e.spec.kind in FOLDER_KINDS:
         _load_data(e, progress, seed)
 

@@ -9,7 +9,9 @@ when a step count is set - deterministic, as the conformance kit needs - and
 otherwise by time *and by their measured cost*: after a check that took ``c``
 seconds the next one waits at least ``c / share`` seconds, so each monitor
 costs at most ``share`` of the training time (``monitor_share`` / 2 each,
-5 % together by default) on any device, however slow its sampling is.
+5 % together by default) on any device, however slow its sampling is. The
+first check, whose cost is not known yet, waits for ``*_every_s`` and for the
+first sample grid's measured cost / share.
 """
 from __future__ import annotations
 
@@ -73,7 +75,8 @@ class MonitorClock:
         share = max(float(getattr(settings, "monitor_share", 0.05)), 1e-6)
         self.share = share / 2          # each of the two monitors gets half
         self.next_at = [now + self._wait(i, first_cost_s) for i in range(2)]
-        self.spent_s = 0.0              # measured time spent in monitors (the test reads it)
+        self.spent_s = 0.0              # measured time spent in monitors
+        self.last: list[tuple[float, float] | None] = [None, None]   # (cost, end) per monitor
 
     def _every(self, i: int) -> tuple[int, float]:
         s = self.s
@@ -97,6 +100,7 @@ class MonitorClock:
     def ran(self, i: int, seconds: float, end: float) -> None:
         """Monitor ``i`` (0 the alarm, 1 KID/FID) took ``seconds``, ending at ``end``."""
         self.spent_s += seconds
+        self.last[i] = (seconds, end)
         self.next_at[i] = end + self._wait(i, seconds)
 
     def paused_for(self, seconds: float) -> None:

@@ -25,6 +25,8 @@ What is checked for every model (on the CPU, on a few generated images):
              deterministic for the same latents; (image2image) ``preview``.
 ``state``    ``state_dict`` survives ``torch.save`` / ``torch.load(weights_only=True)``
              (what checkpoints use) and a fresh model that loads it is identical.
+``declared`` what the ModelSpec declares holds: latent size, learning-rate settings and
+             the optimizers they name, capabilities ``ddp``, ``d_features``, ``finetune``.
 ``resume``   a run interrupted by a checkpoint and resumed logs exactly the same
              losses as the uninterrupted run (``log_every_steps=1``).
 
@@ -435,6 +437,88 @@ def _exc_text(e: BaseException) -> str:
     return text + (f" ({where})" if where and not isinstance(e, ConformanceError) else "")
 
 
+class _DeclaredNote(Exception):
+    """A declaration that is missing but not wrong: the check passes with a note."""
+
+
+def check_declared(spec: Any, model: Any, config: dict, shape: tuple[int, ...] | None) -> str:
+    """Raise ConformanceError unless what the spec declares holds for the built model;
+    return a one-line summary. Checks the latent size, that every learning-rate setting
+    is a number in the schema and names optimizers the model has, and each declared
+    capability that can be checked on the CPU (``ddp``, ``d_features``, ``finetune``)."""
+    import torch
+
+    from ganstudio.core.model import FOLDER_KINDS, GAN
+
+    said: list[str] = []
+    for key in spec.lr_targets():
+        f = spec.field(key)
+        if f is None or f.type not in ("float", "int"):
+            raise ConformanceError(f"learning_rates names '{key}', which is not a number "
+                                   "setting of the schema")
+    if spec.kind not in FOLDER_KINDS:
+        return "no learning rates or capabilities to check" if not spec.lr_targets() else \
+            f"learning rates {', '.join(spec.lr_targets())}"
+    opts = model.optimizers() if callable(getattr(model, "optimizers", None)) else {}
+    if not isinstance(opts, dict) or not all(isinstance(o, torch.optim.Optimizer)
+                                             for o in opts.values()):
+        raise ConformanceError(f"optimizers() must return a dict of name -> "
+                               f"torch.optim.Optimizer, got {_describe(opts)}")
+    if spec.lr_targets() and not opts:
+        raise ConformanceError("the spec declares learning_rates but optimizers() returns "
+                               "none: the engine could not apply them on resume or lower them "
+                               "on roll back")
+    missing = sorted({n for t in spec.lr_targets().values() for n in t if n not in opts})
+    if missing:
+        raise ConformanceError(f"learning_rates name the optimizer(s) {', '.join(missing)}, "
+                               f"but optimizers() has {', '.join(opts) or 'none'}")
+    if not opts:
+        raise _DeclaredNote("optimizers() returns none: after NaN a roll back cannot lower "
+                            "the learning rates (declare optimizers() and "
+                            "ModelSpec.learning_rates)")
+    said.append(f"optimizers {', '.join(opts)}")
+    if spec.lr_targets():
+        said.append(f"learning rates {', '.join(spec.lr_targets())}")
+    if spec.kind == GAN and spec.latent is not None:
+        z = model.make_latents(2, torch.Generator().manual_seed(1))
+        want = spec.latent.size(config)
+        if z.dim() < 2 or z.shape[1] != want:
+            raise ConformanceError(f"the spec's latent space has {want} dimensions, but "
+                                   f"make_latents(2) gave shape {tuple(z.shape)}")
+        said.append(f"latent {want} ({spec.latent.distribution})")
+    caps = set(getattr(spec, "capabilities", ()) or ())
+    if "ddp" in caps:
+        nets = model.trained_networks()
+        if not nets or not all(isinstance(n, torch.nn.Module) for n in nets.values()):
+            raise ConformanceError("capability 'ddp' needs trained_networks() to return a dict "
+                                   "of name -> torch.nn.Module")
+        owned = {id(p) for n in nets.values() for p in n.parameters()}
+        for name, opt in opts.items():
+            stray = [p for g in opt.param_groups for p in g["params"] if id(p) not in owned]
+            if stray:
+                raise ConformanceError(f"capability 'ddp': optimizer '{name}' trains "
+                                       "parameters outside trained_networks()")
+    if "d_features" in caps and shape is not None:
+        with torch.no_grad():
+            x = tiny_images(2, shape[0], shape[1]).float().div(127.5).sub(1.0)
+            feats = model.discriminator_features(x.to(model.device))
+        if not isinstance(feats, (list, tuple)) or not feats or not all(
+                isinstance(f, torch.Tensor) and f.shape[0] == 2 for f in feats):
+            raise ConformanceError("capability 'd_features': discriminator_features(x) must "
+                                   "return a non-empty list of tensors with one row per image")
+    if "finetune" in caps:
+        fresh = spec.factory(dict(config), shape, model.device)
+        fresh.load_weights(model.state_dict())
+        diff = compare_states(model.generator_module().state_dict(),
+                              fresh.generator_module().state_dict())
+        if diff:
+            raise ConformanceError(f"capability 'finetune': after load_weights the generator "
+                                   f"differs from the source ({diff})")
+    if caps:
+        said.append(f"capabilities {', '.join(sorted(caps))}")
+    return "; ".join(said)
+
+
 # -- one model -----------------------------------------------------------------------------------
 def check_model(spec: Any, *, workdir: str | Path | None = None, module: Any = None,
                 overrides: dict | None = None, steps: int = KIT_STEPS) -> list[CheckResult]:
@@ -478,7 +562,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
             add(n, SKIP, why)
         return results
 
-    later = ["steps", "samples", "state", "resume"]
+    later = ["steps", "samples", "state", "declared", "resume"]
     # schema --------------------------------------------------------------------------------
     try:
         warnings = check_schema(spec)
@@ -519,7 +603,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
     except UserError as e:
         # e.g. pretrained weights the kit cannot invent: say so, do not pretend it passed
         add("build", SKIP, f"the model needs inputs the kit cannot make ({e}); give them in "
-                           f"{TEST_SETTINGS_ATTR}")
+                           f"ModelSpec.test_settings (or {TEST_SETTINGS_ATTR})")
         return skip_rest(later, "the model was not built")
     except Exception as e:  # noqa: BLE001
         add("build", FAIL, f"the factory raised {_exc_text(e)}")
@@ -647,6 +731,16 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         add("state", FAIL, str(e))
     except Exception as e:  # noqa: BLE001
         add("state", FAIL, _exc_text(e))
+
+    # declared capabilities -------------------------------------------------------------------
+    try:
+        add("declared", PASS, check_declared(spec, model, config, shape))
+    except _DeclaredNote as e:
+        add("declared", WARN, str(e))
+    except ConformanceError as e:
+        add("declared", FAIL, str(e))
+    except Exception as e:  # noqa: BLE001
+        add("declared", FAIL, _exc_text(e))
 
     # exact resume ----------------------------------------------------------------------------
     try:

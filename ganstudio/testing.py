@@ -238,7 +238,7 @@ def check_schema(spec: Any) -> list[str]:
             if f.min is None or f.max is None:
                 warnings.append(f"{where} has no {'min' if f.min is None else 'max'} "
                                 "(the form's spin box needs a range)")
-        if f.type == "choice":
+        if f.type in ("choice", "multichoice"):
             bogus = "<not-a-choice>"
             try:
                 f.validate(bogus)

@@ -21,6 +21,7 @@ from ganstudio.core.config import parse_set_args
 from ganstudio.core.errors import ConfigError, UserError
 from ganstudio.core.runs import RunFolder
 from ganstudio.core.units import format_duration
+from ganstudio.gui.wording import advice, settings_text, with_advice
 
 from .dataset_panel import DatasetPanel
 from .grid import SamplePanel, qimage_to_array
@@ -906,18 +907,23 @@ class MainWindow(QMainWindow):
         self.chart.add_marker(event.step, event.kind, event.message)
         if event.kind == "nan":
             self.info_bar.show_message(
-                f"Training paused: {gui_wording(event.message)}", "error",
+                f"Training paused: {event.message}", "error",
                 [("Roll back to last checkpoint with lower learning rate",
                   lambda: self.rollback(0.5)),
                  ("Resume anyway", self.resume_training),
                  ("Stop", self.stop_training)], kind="nan")
         elif event.kind in ("collapse", "imbalance"):
-            text = gui_wording(event.message)
+            text = with_advice(event)
             if f"step {event.step}" not in text.lower():
                 text = f"Step {event.step:,}: {text}"
-            self.info_bar.show_message(text[:1].upper() + text[1:], "warning", kind=event.kind)
+            actions = []
+            if event.settings and self.run_dir is not None:
+                actions.append((f"Apply {settings_text(event.settings)}",
+                                lambda s=dict(event.settings): self.apply_settings(s)))
+            self.info_bar.show_message(text[:1].upper() + text[1:], "warning", actions,
+                                       kind=event.kind)
         else:
-            self.statusBar().showMessage(gui_wording(event.message), 8000)
+            self.statusBar().showMessage(with_advice(event), 8000)
 
     def _on_paused(self, event: Any) -> None:
         self._count("paused")
@@ -948,13 +954,14 @@ class MainWindow(QMainWindow):
         self._count("failed")
         self.last_error = event.message
         actions = []
-        if event.suggestion and "=" in event.suggestion and self.run_dir is not None:
-            actions.append((f"Apply {event.suggestion} and resume",
-                            lambda s=event.suggestion: self.apply_suggestion(s)))
+        if event.settings and self.run_dir is not None:
+            actions.append((f"Apply {settings_text(event.settings)} and resume",
+                            lambda s=dict(event.settings): self.apply_settings(s)))
         kept = self.run_dir is not None and RunFolder(self.run_dir).exists()
         where = f" The run folder keeps what was done: {self.run_dir}" if kept else ""
-        self.show_error(f"Training stopped with an error: {event.message}.{where}", actions,
-                        kind="failed")
+        extra = advice(event)
+        self.show_error(f"Training stopped with an error: {event.message}."
+                        f"{' ' + extra if extra else ''}{where}", actions, kind="failed")
 
     def _on_done(self) -> None:
         session = self.session
@@ -970,11 +977,11 @@ class MainWindow(QMainWindow):
         if self._close_pending:
             QTimer.singleShot(0, self.close)
 
-    def apply_suggestion(self, suggestion: str) -> bool:
-        """Apply e.g. ``batch_size=32`` to the form and resume the failed run."""
+    def apply_settings(self, values: dict) -> bool:
+        """Apply the engine's suggested settings (e.g. ``{"batch_size": 32}``) to the form
+        and resume the run."""
         run_dir = self.run_dir
         try:
-            values = parse_set_args([suggestion])
             if self.model_panel.form is None:
                 return False
             unknown = self.model_panel.form.set_values(values)

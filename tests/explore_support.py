@@ -161,3 +161,23 @@ def train_run(run_dir: Path, data: Path, pm, *, model: str = "explgan", steps: i
     engine.prepare()
     engine.run_loop()
     return Path(run_dir)
+
+
+def write_training_images(folder: Path, n: int, size: int = 16) -> Path:
+    """``n`` small PNGs: gradients and a coloured square placed by the image's index."""
+    import numpy as np
+    from PIL import Image
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        img = np.empty((size, size, 3), dtype=np.uint8)
+        img[..., 0] = xx * 255 // (size - 1)
+        img[..., 1] = yy * 255 // (size - 1)
+        img[..., 2] = 64
+        side = size // 3
+        x0, y0 = rng.integers(0, size - side + 1, 2)
+        img[y0:y0 + side, x0:x0 + side] = rng.integers(0, 256, 3, dtype=np.uint8)
+        Image.fromarray(img).save(folder / f"img_{i:02d}.png")
+    return folder

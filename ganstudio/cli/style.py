@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ganstudio.cli.command import Command
-from ganstudio.cli.messages import older_checkpoint_warning, shown
+from ganstudio.cli.messages import error_line, older_checkpoint_warning, shown
 
 STYLE_MODEL = "style-transfer"
 FAST_MODEL = "fast-style"
@@ -90,10 +90,10 @@ def configure_stylize_train(t: argparse.ArgumentParser) -> None:
 def _check_output(out: Path, extensions: Any) -> None:
     from ganstudio.core.errors import UserError
     if out.suffix.lower() not in extensions:
-        raise UserError(f"output {out}: give an image file name ending in .png, .jpg, .webp, "
+        raise UserError(f"output {shown(out)}: give an image file name ending in .png, .jpg, .webp, "
                         ".bmp or .tif")
     if out.is_dir():
-        raise UserError(f"output {out} is a folder; give an image file name")
+        raise UserError(f"output {shown(out)} is a folder; give an image file name")
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -115,10 +115,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     _check_output(out, tools.SAVE_EXTENSIONS)
     content, styles = args.inputs[0], args.inputs[1:]
     for role, path in [("content", content)] + [("style", s) for s in styles]:
+        if Path(path).expanduser().is_dir():
+            raise UserError(f"the {role} image {shown(path)} is a folder; give an image file")
         if not Path(path).expanduser().is_file():
-            raise UserError(f"{role} image not found: {path}")
+            raise UserError(f"{role} image not found: {shown(path)}")
         if "|" in path:
-            raise UserError(f"{role} image path {path} contains '|', which separates styles")
+            raise UserError(f"{role} image path {shown(path)} contains '|', which separates "
+                            "styles")
     overrides: dict[str, Any] = parse_set_args(args.set)
     overrides.update(content=str(Path(content).expanduser()),
                      style="|".join(str(Path(s).expanduser()) for s in styles))
@@ -160,14 +163,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGINT, old)
         if isinstance(result, ev.Failed):
-            print(f"error: {result.message}", file=sys.stderr)
+            print(error_line(result.message), file=sys.stderr)
             return 1
         image = engine.model.result_image()
         tools.save_image(image, out)
         seconds = time.perf_counter() - t0
         h, w = image.shape[-2:]
         note = "" if result.reason == "completed" else " (stopped early: best so far)"
-        print(f"wrote {out} ({w}x{h}, {engine.step} iterations, "
+        print(f"wrote {shown(out)} ({w}x{h}, {engine.step} iterations, "
               f"{engine.model.evaluations} loss evaluations, {seconds:.1f} s){note}")
         return 0
     finally:
@@ -190,10 +193,11 @@ def _apply_net(args: argparse.Namespace) -> int:
 
     def progress(i: int, n: int, path: Path) -> None:
         if not args.quiet:
-            print(f"[{i}/{n}] {path}", file=sys.stderr, flush=True)
+            print(f"[{i}/{n}] {shown(path)}", file=sys.stderr, flush=True)
 
     written, ms = tools.apply_to_paths(net, args.inputs, args.out, args.size, progress)
-    print(f"stylized {len(written)} image(s) with {args.net} (step {step}) on {device.type}: "
+    print(f"stylized {len(written)} image(s) with {shown(args.net)} (step {step}) on "
+          f"{device.type}: "
           f"{ms:.1f} ms per image (network only)")
     return 0
 
@@ -201,6 +205,8 @@ def _apply_net(args: argparse.Namespace) -> int:
 def cmd_stylize_train(args: argparse.Namespace) -> int:
     from ganstudio.cli.train import TrainRequest, run_training
     from ganstudio.core.errors import UserError
+    if Path(args.style).expanduser().is_dir():
+        raise UserError(f"the style image {shown(args.style)} is a folder; give an image file")
     if not Path(args.style).expanduser().is_file():
         raise UserError(f"style image not found: {shown(args.style)}")
     sets = [f"style={Path(args.style).expanduser()}"]

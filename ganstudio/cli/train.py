@@ -31,6 +31,8 @@ class TrainRequest:
     device: str = "auto"
     precision: str = "auto"
     resume: bool = False
+    restart: bool = False
+    init_from: str | None = None                        # RUN[:CHECKPOINT] to start from
     checkpoint_every: float = 120.0
     checkpoint_steps: int = 0
     sample_every: float = 5.0
@@ -64,8 +66,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=_D.device, help="auto (default), cpu, cuda or mps")
     p.add_argument("--precision", default=_D.precision, help="auto (default), fp32 or bf16")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--restart", action="store_true",
+                   help="start the run in --out over from step 0; its history moves to "
+                        "--out/previous-<date>-<time>/")
+    p.add_argument("--init-from", metavar="RUN[:CHECKPOINT]", default=None,
+                   help="start a new run from another run's network weights (fine-tuning; "
+                        "same model, its settings unless --set changes them; CHECKPOINT: a "
+                        "step or a checkpoint file name, default the newest)")
     p.add_argument("--checkpoint-every", type=float, default=_D.checkpoint_every,
-                   metavar="SECONDS", help="seconds between checkpoints (default 120)")
+                   metavar="SECONDS", help="seconds between checkpoints (default 120; inf: "
+                                           "only at the end and every --checkpoint-steps)")
     p.add_argument("--checkpoint-steps", type=int, default=_D.checkpoint_steps, metavar="N",
                    help="also checkpoint every N steps")
     p.add_argument("--sample-every", type=float, default=_D.sample_every, metavar="SECONDS",
@@ -99,13 +109,17 @@ def run_training(req: TrainRequest) -> int:
     from ganstudio.core.runs import RunFolder
     from ganstudio.plugins import get_plugin_manager
 
+    check_intervals(req)
     pm = get_plugin_manager(req.plugins_dir)
     overrides = parse_set_args(req.set)
     run = RunFolder(req.out)
     model_id = req.model
     if model_id is None:
-        if req.resume and run.exists():
+        if (req.resume or req.restart) and run.exists():
             model_id = run.read_info()["model_id"]
+        elif req.init_from:    # fine-tuning: the source run's model
+            from ganstudio.core.finetune import split_reference
+            model_id = RunFolder(split_reference(req.init_from)[0]).read_info()["model_id"]
         else:
             raise UserError("--model is required (see 'ganstudio plugins' for the installed models)")
     spec = pm.get_model(model_id)
@@ -118,7 +132,7 @@ def run_training(req: TrainRequest) -> int:
     from ganstudio.core.model import FOLDER_KINDS
     if spec.kind not in FOLDER_KINDS:
         raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
-    if req.data is None and not req.resume:
+    if req.data is None and not ((req.resume or req.restart) and run.exists()):
         raise UserError("--data DIR is required (the folder of training images)")
     if req.data is not None and not Path(req.data).expanduser().is_dir():
         if Path(req.data).expanduser().exists():
@@ -132,12 +146,17 @@ def run_training(req: TrainRequest) -> int:
     progress = ConsoleProgress(quiet=req.quiet)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
+                    restart=req.restart,
+                    init_from=req.init_from,
                     listeners=[progress, pm.metrics_listener(str(run.path))],
                     plugin_version=pm.plugin_version(spec))
 
     preparing = CountProgress("preparing images", quiet=req.quiet)
     engine.prepare(progress=preparing)
     preparing.finish()
+    if engine.history_moved_to is not None:
+        print(f"started over; the earlier history is in {shown(engine.history_moved_to)}",
+              file=sys.stderr)
     if engine.report is not None:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
         for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
@@ -150,6 +169,26 @@ def run_training(req: TrainRequest) -> int:
             print(line, file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def check_intervals(req: TrainRequest) -> None:
+    """Refuse interval options that would silently mean something else (0 or -1 kept
+    every checkpoint, a NaN period never sampled)."""
+    import math
+    from ganstudio.core.errors import UserError
+    for option, seconds in (("--checkpoint-every", req.checkpoint_every),
+                            ("--sample-every", req.sample_every)):
+        if math.isnan(seconds) or seconds <= 0:
+            raise UserError(f"{option} must be a number of seconds above 0 (inf: never), "
+                            f"got {seconds:g}")
+    for option, steps in (("--checkpoint-steps", req.checkpoint_steps),
+                          ("--sample-steps", req.sample_steps),
+                          ("--log-steps", req.log_steps), ("--alarm-steps", req.alarm_steps),
+                          ("--quality-steps", req.quality_steps)):
+        if steps < 0:
+            raise UserError(f"{option} must be 0 (off) or a number of steps, got {steps}")
+    if req.keep_checkpoints < 1:
+        raise UserError(f"--keep-checkpoints must be at least 1, got {req.keep_checkpoints}")
 
 
 def engine_settings(req: TrainRequest, total: int) -> Any:

@@ -29,12 +29,12 @@ class CheckpointScores:
 
 def score_checkpoints(run_dir: str | Path, plugin_manager: Any, *, n_samples: int = 256,
                       features: str = "random", device: str = "cpu", max_real: int = 1000,
-                      progress: Callable[[float, int | None], None] | None = None,
+                      progress: Callable[[int, int, int], None] | None = None,
                       cancelled: Callable[[], bool] | None = None,
                       note: Callable[[str], None] | None = None) -> CheckpointScores:
     """KID for each checkpoint of the run; the best is recorded in the run.
 
-    ``progress(fraction, step)`` after each checkpoint; ``cancelled()`` polled between
+    ``progress(done, total, step)`` after each checkpoint; ``cancelled()`` polled between
     checkpoints (what was measured until then is kept and recorded).
     """
     from .checkpoints import list_checkpoints
@@ -74,7 +74,7 @@ def score_checkpoints(run_dir: str | Path, plugin_manager: Any, *, n_samples: in
             fake = extractor.features(explorer.seed_images(range(n_samples)))
         scores[step] = round(kid(real, fake, subsets=10, subset_size=min(1000, n_samples)), 6)
         if progress is not None:
-            progress((i + 1) / len(paths), step)
+            progress(i + 1, len(paths), step)
     best = min(scores, key=scores.get) if scores else None
     state = read_state(run_dir)
     state["kid"].update({str(k): v for k, v in scores.items()})

@@ -24,7 +24,8 @@ import torch
 
 from ganstudio.core import checkpoints as ckpt_mod
 from ganstudio.core import events as ev
-from ganstudio.core.checkpoints import NAME_RE, TEMP_RE, list_checkpoints, verify_checkpoint
+from ganstudio.core.checkpoints import NAME_RE, list_checkpoints, verify_checkpoint
+from ganstudio.core.safe_files import TEMP_RE
 from ganstudio.core.runs import RunFolder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and rlimits are POSIX")
@@ -73,7 +74,7 @@ class Trainer:
                 str(self.run_dir), "--resume", "--steps", str(steps), "--device", "cpu",
                 "--quiet", "--set", "latent_dim=256", "--checkpoint-steps", "3",
                 "--sample-steps", "7", "--log-steps", "1", "--keep-checkpoints", "3",
-                "--checkpoint-every", "0"]
+                "--checkpoint-every", "inf"]
 
     def start(self, steps: int = 10**7, *, wrapper: str | None = None,
               preexec=None, **env: str) -> tuple[subprocess.Popen, Path]:

@@ -15,10 +15,8 @@ from ganstudio.core.errors import CheckpointError, UserError
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A short real run (checkpoints at 20, 40, 60) and its plugin manager."""
-    from conftest import write_image
     base = tmp_path_factory.mktemp("explore_run")
-    for i in range(12):
-        write_image(base / "images" / f"img_{i:02d}.png", size=(16, 16), seed=i)
+    es.write_training_images(base / "images", 12)
     pm = es.plugin_manager()
     run = es.train_run(base / "run", base / "images", pm, steps=60, checkpoint_every=20)
     return run, pm
@@ -231,7 +229,7 @@ def test_kid_per_checkpoint_marks_the_best_and_rotation_keeps_it(trained, tmp_pa
     run = tmp_path / "run"
     shutil.copytree(src, run)
     seen = []
-    scores = score_checkpoints(run, pm, n_samples=32, progress=lambda f, s: seen.append(s))
+    scores = score_checkpoints(run, pm, n_samples=32, progress=lambda d, n, s: seen.append(s))
     assert sorted(scores.kid) == [20, 40, 60] and seen == [20, 40, 60]
     assert scores.best_step == min(scores.kid, key=scores.kid.get)
     state = read_state(run)

@@ -12,10 +12,8 @@ from ganstudio.core.errors import CheckpointError, UserError
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from conftest import write_image
     base = tmp_path_factory.mktemp("onnx_run")
-    for i in range(8):
-        write_image(base / "images" / f"img_{i:02d}.png", size=(16, 16), seed=i)
+    es.write_training_images(base / "images", 8)
     pm = es.plugin_manager()
     run = es.train_run(base / "run", base / "images", pm, steps=20, checkpoint_every=10)
     return run, pm

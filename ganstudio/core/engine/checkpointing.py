@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import ganstudio
 from .. import events as ev
-from ..checkpoints import load_latest, save_checkpoint, set_aside
+from ..checkpoints import candidates, save_checkpoint, set_aside
 from ..errors import CheckpointError
 from . import learning_rates as lrs
 from . import randomness
@@ -66,32 +66,34 @@ class Checkpoints:
         return path
 
     # -- reading ------------------------------------------------------------------------------
-    def restore_latest(self) -> Path | None:
-        """Restore the newest checkpoint that verifies and whose contents restore.
+    def restore_latest(self) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """Restore the newest checkpoint that verifies, passes the content checks and
+        restores; returns (its path or None, the newer ones refused and why).
 
-        A file that passes its checksum yet holds malformed values (only a crafted
-        file can) is set aside like a damaged one and the previous checkpoint is used.
-        A checkpoint that does not fit the model stays an error for the user: the
-        older ones would not fit either."""
+        Refused files (damaged, crafted, another model's, a step beyond this run's
+        records, malformed values) are set aside only once a good one is found: when
+        none is, the folder is left exactly as it was. A checkpoint that does not fit
+        the model stays an error for the user: the older ones would not fit either."""
         e = self.e
-        tried: set[Path] = set()
-        while True:
-            loaded = load_latest(e.run.checkpoints_dir, map_location="cpu", on_skip=self.skip)
-            if loaded is None:
-                return None
-            path, state = loaded
-            if path in tried:  # could not be set aside: do not loop on it
-                raise CheckpointError(f"checkpoint {path} cannot be used and cannot be moved "
-                                      "aside; remove it to resume from an older one")
-            tried.add(path)
+        rejected: list[tuple[Path, str]] = []
+        for path, state, problem in candidates(e.run.checkpoints_dir, "cpu",
+                                               model_id=e.spec.id,
+                                               max_step=e.run.history_bound()):
+            if state is None:
+                rejected.append((path, problem))
+                continue
             try:
                 self.restore(state)
-                return path
             except CheckpointError:
                 raise
             except Exception as err:  # noqa: BLE001 - malformed values in a verified file
-                self.skip(path, f"checkpoint {path} holds malformed values "
-                                f"({err.__class__.__name__}: {err}); refused")
+                rejected.append((path, f"checkpoint {path} was refused: it holds malformed "
+                                       f"values ({err.__class__.__name__}: {err})"))
+                continue
+            for bad, why in rejected:
+                self.skip(bad, why)
+            return path, rejected
+        return None, rejected
 
     def skip(self, path: Path, why: str) -> None:
         """A checkpoint failed to verify or load: say so, and set it aside for good."""

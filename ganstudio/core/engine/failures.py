@@ -178,7 +178,7 @@ class Failures:
 
         e = self.e
         loaded = load_latest(e.run.checkpoints_dir, map_location="cpu",
-                             on_skip=e.checkpoints.skip)
+                             on_skip=e.checkpoints.skip, model_id=e.spec.id, max_step=e.step)
         lowered = lrs.lowered_settings(e.spec, e.config, factor)
         e.config.update(lowered)
         if loaded is None:

@@ -52,9 +52,11 @@ class Engine:
                  settings: EngineSettings | None = None,
                  listeners: Iterable[Callable[[ev.Event], None]] = (),
                  resume: bool = False,
+                 restart: bool = False,
                  images: torch.Tensor | None = None,
                  cache_dir: str | Path | None = None,
-                 plugin_version: str = ""):
+                 plugin_version: str = "",
+                 init_from: str | None = None):
         self.spec = spec
         self.run = RunFolder(run_dir)
         self.data_folder = Path(data_folder).expanduser() if data_folder else None
@@ -62,9 +64,14 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.listeners = list(listeners)
         self.resume_requested = resume
+        #: Start an existing run over: its history is moved to RUN/previous-<time>/ first.
+        self.restart_requested = restart
+        self.history_moved_to: Path | None = None
         self.preloaded = images
         self.cache_dir = cache_dir
         self.plugin_version = plugin_version
+        self.init_from = init_from        # RUN[:CHECKPOINT] a new run starts from (finetune)
+        self.init_record: dict[str, Any] | None = None
         self.commands = Commands()
         self.step = 0
         self.images_seen = 0
@@ -185,7 +192,7 @@ class Engine:
         grid = make_grid(images.float(), nrow=None if images.shape[0] > 1 else 1)
         path = None
         try:
-            path = str(save_png(grid, self.run.sample_path(self.step)))
+            path = str(save_png(grid, self.run.sample_path(self.step), within=self.run.path))
         except OSError as e:
             self.run.log(f"could not save the sample grid: {e}", "WARNING")
         event = ev.Samples(self.step, grid, path)

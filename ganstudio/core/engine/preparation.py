@@ -8,8 +8,11 @@
    holding a few images out for the GAN monitors.
 4. Build the model (:meth:`Engine.build_model`, also used by a roll back) and
    the fixed noise of the sample grid.
+   A run started from another run's weights (``init_from``, capability
+   ``finetune``) takes them here.
 5. Restore the latest checkpoint when resuming - before run.json is rewritten,
-   so a refused checkpoint leaves the run as it was.
+   so a refused checkpoint leaves the run as it was; a resume that finds no usable
+   checkpoint stops and changes nothing. A restart sets the old history aside.
 6. Write run.json and the log lines about the model, device and dataset; drop
    metrics and grids of steps after the restored one.
 
@@ -31,7 +34,8 @@ from ..alarm import split_holdout
 from ..config import resolve_config
 from ..data import DatasetReport, DeviceImages, load_dataset
 from ..devices import pick_device
-from ..errors import UserError
+from .. import finetune
+from ..errors import CheckpointError, UserError
 from ..model import FOLDER_KINDS, GAN
 from ..runs import RunLock
 
@@ -59,10 +63,17 @@ def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
         if info["model_id"] != e.spec.id:
             raise UserError(f"run folder {e.run.path} holds a '{info['model_id']}' run, "
                             f"not '{e.spec.id}'")
-        if not e.resume_requested and e.run.has_checkpoint():
+        if not e.resume_requested and not e.restart_requested and e.run.has_history():
             raise UserError(f"run folder {e.run.path} already holds a run; "
-                            "resume it (--resume) or choose another folder")
-    e.config = resolve_config(e.spec.schema, e.overrides, base=info["config"] if info else None)
+                            "resume it (--resume), start it over (--restart; its history "
+                            "is kept in a previous-* folder) or choose another folder")
+    base = info["config"] if info else None
+    source = None
+    if e.init_from and not (e.resume_requested and existing):
+        # a new run from another run's weights: its settings are the defaults here
+        source = finetune.resolve(e.init_from, e.spec)
+        base = source.config
+    e.config = resolve_config(e.spec.schema, e.overrides, base=base)
     if e.data_folder is None and info and (info.get("dataset") or {}).get("folder"):
         e.data_folder = Path(info["dataset"]["folder"])
 
@@ -75,17 +86,29 @@ def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
         _load_data(e, progress, seed)
 
     e.build_model()                                                          # (4)
+    if source is not None:
+        e.init_record = finetune.start_from(source, e.model, e.config)
     if e.spec.kind in FOLDER_KINDS:
         g = torch.Generator().manual_seed(seed + 1)
         e.fixed_noise = e.model.make_latents(s.n_samples, g)
 
-    if e.resume_requested and existing:                                      # (5)
-        loaded = e.checkpoints.restore_latest()
+    if e.resume_requested and existing and not e.restart_requested:         # (5)
+        loaded, rejected = e.checkpoints.restore_latest()
+        if loaded is None and e.run.has_history():
+            why = "; ".join(reason for _p, reason in rejected[:3]) or "there is none"
+            raise CheckpointError(
+                f"cannot resume {e.run.path}: no usable checkpoint ({why}). Nothing "
+                "was changed; to train this folder from step 0 start it over (--restart: "
+                "its history is kept in a previous-* folder)")
         if loaded is None:
-            e.warn("no usable checkpoint; starting from step 0", "checkpoint")
+            e.warn("no checkpoint yet; starting from step 0", "checkpoint")
         else:
             e.resumed_from = e.last_checkpoint = loaded
             e.run.log(f"resumed from {loaded.name} at step {e.step}")
+    if e.restart_requested and existing:
+        e.history_moved_to = e.run.set_history_aside()
+        if e.history_moved_to is not None:
+            e.run.log(f"started over; the earlier history is in {e.history_moved_to.name}/")
 
     _write_run_info(e, info)                                                 # (6)
     # Going back to a checkpoint, or starting over in a folder whose run never saved
@@ -121,6 +144,8 @@ def _write_run_info(e: "Engine", info: dict[str, Any] | None) -> None:
         "dataset": e.report.to_dict() if e.report else None,
         "host": platform.node(),
     }
+    if e.init_record is not None:
+        run_info["init_from"] = e.init_record
     if info is not None:
         run_info["created"] = info.get("created")
         e.run.write_info({**info, **run_info})

@@ -19,43 +19,58 @@ import numpy as np
 import torch
 
 
-def capture(device: torch.device | None) -> dict[str, Any]:
-    """The state of every generator, as checkpoint-safe values (tensors, lists, ints)."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+def capture(device: torch.device | None) -> dict[str, torch.Tensor]:
+    """The state of every generator, as tensors (what checkpoints accept):
+    ``torch``, ``cuda`` (on a CUDA device), ``python`` and ``numpy`` (Mersenne
+    Twister words plus position and cached Gaussian flags, int64) and their cached
+    Gaussians (``python_gauss``, ``numpy_gauss``, float64)."""
+    state: dict[str, torch.Tensor] = {"torch": torch.get_rng_state()}
     if device is not None and device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     version, internal, gauss = random.getstate()
-    state["python"] = {"version": int(version), "state": list(internal),
-                       "gauss": gauss if gauss is None else float(gauss)}
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state["numpy"] = {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                      "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    state["python"] = torch.tensor([int(version), *internal, int(gauss is not None)],
+                                   dtype=torch.int64)
+    state["python_gauss"] = torch.tensor([gauss or 0.0], dtype=torch.float64)
+    _name, keys, pos, has_gauss, cached = np.random.get_state()
+    state["numpy"] = torch.tensor([int(pos), int(has_gauss), *np.asarray(keys).tolist()],
+                                  dtype=torch.int64)
+    state["numpy_gauss"] = torch.tensor([float(cached)], dtype=torch.float64)
     return state
 
 
 def restore(state: dict[str, Any], device: torch.device | None) -> None:
-    """Set the generators from :func:`capture`'s result (missing parts are left alone:
-    checkpoints written before they were saved)."""
+    """Set the generators from :func:`capture`'s result. Parts a checkpoint lacks
+    (written before they were saved) are left alone; malformed ones raise ValueError."""
     if "torch" in state:
         torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
     if "cuda" in state and device is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"].to(torch.uint8).cpu(), device)
-    py = state.get("python")
-    if py:
-        random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss"]))
-    npy = state.get("numpy")
-    if npy:
-        keys = npy["keys"]
-        keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
-        np.random.set_state((npy["name"], keys.astype(np.uint32), int(npy["pos"]),
-                             int(npy["has_gauss"]), float(npy["cached"])))
+    if "python" in state:
+        words = [int(x) for x in state["python"].tolist()]
+        if len(words) != 627:
+            raise ValueError(f"Python's random state has {len(words)} words, not 627")
+        gauss = float(state["python_gauss"][0]) if words[-1] else None
+        random.setstate((words[0], tuple(words[1:-1]), gauss))
+    if "numpy" in state:
+        words = [int(x) for x in state["numpy"].tolist()]
+        if len(words) != 626:
+            raise ValueError(f"NumPy's random state has {len(words)} words, not 626")
+        np.random.set_state(("MT19937", np.asarray(words[2:], dtype=np.uint32), words[0],
+                             words[1], float(state["numpy_gauss"][0])))
 
 
 @contextlib.contextmanager
 def isolated(device: torch.device | None) -> Iterator[None]:
-    """Run a block whose random draws must not move the training streams."""
-    saved = capture(device)
+    """Run a block whose random draws must not move the training streams (the states
+    are kept as they are, without a tensor round trip: no host transfer)."""
+    cuda = device is not None and device.type == "cuda"
+    saved = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None,
+             random.getstate(), np.random.get_state())
     try:
         yield
     finally:
-        restore(saved, device)
+        torch.set_rng_state(saved[0])
+        if cuda:
+            torch.cuda.set_rng_state(saved[1], device)
+        random.setstate(saved[2])
+        np.random.set_state(saved[3])

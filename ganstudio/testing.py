@@ -499,13 +499,21 @@ def check_declared(spec: Any, model: Any, config: dict, shape: tuple[int, ...] |
                 raise ConformanceError(f"capability 'ddp': optimizer '{name}' trains "
                                        "parameters outside trained_networks()")
     if "d_features" in caps and shape is not None:
-        with torch.no_grad():
-            x = tiny_images(2, shape[0], shape[1]).float().div(127.5).sub(1.0)
-            feats = model.discriminator_features(x.to(model.device))
+        x = tiny_images(2, shape[0], shape[1]).float().div(127.5).sub(1.0).to(model.device)
+        x.requires_grad_(True)
+        feats = model.discriminator_features(x)
         if not isinstance(feats, (list, tuple)) or not feats or not all(
                 isinstance(f, torch.Tensor) and f.shape[0] == 2 for f in feats):
             raise ConformanceError("capability 'd_features': discriminator_features(x) must "
                                    "return a non-empty list of tensors with one row per image")
+        if not feats[-1].requires_grad:
+            raise ConformanceError("capability 'd_features': the features must be "
+                                   "differentiable with respect to the images (projection "
+                                   "follows their gradient); drop torch.no_grad()")
+        (grad,) = torch.autograd.grad(sum(f.float().square().mean() for f in feats), x)
+        if not bool(torch.isfinite(grad).all()):
+            raise ConformanceError("capability 'd_features': the features' gradient with "
+                                   "respect to the images is not finite")
     if "finetune" in caps:
         fresh = spec.factory(dict(config), shape, model.device)
         fresh.load_weights(model.state_dict())

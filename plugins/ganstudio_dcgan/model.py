@@ -307,22 +307,28 @@ class DCGAN(GANModel):
             for b, v in zip(self.D.buffers(), saved):
                 b.copy_(v)
 
-    @torch.no_grad()
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Capability ``d_features``: D's activations after each LeakyReLU, for images in
-        [-1, 1] at the training size (BatchNorm statistics restored afterwards)."""
-        saved = [b.clone() for b in self.D.buffers()]
+        [-1, 1] at the training size; differentiable with respect to the images. D runs
+        in eval mode (no batch statistics) and its buffers are restored afterwards."""
+        with torch.no_grad():
+            saved = [b.clone() for b in self.D.buffers()]
+        was_training = self.D.training
+        self.D.eval()
         feats: list[torch.Tensor] = []
         try:
             x = images.to(self.device).contiguous(memory_format=self.memory_format)
             for layer in self.D.net:
-                x = layer(x)
+                # in-place activations would overwrite the feature just kept
+                x = layer(x.clone() if isinstance(layer, nn.LeakyReLU) else x)
                 if isinstance(layer, nn.LeakyReLU):
                     feats.append(x.float().contiguous())
             return feats
         finally:
-            for b, v in zip(self.D.buffers(), saved):
-                b.copy_(v)
+            self.D.train(was_training)
+            with torch.no_grad():
+                for b, v in zip(self.D.buffers(), saved):
+                    b.copy_(v)
 
     def effective_config(self) -> dict:
         """The settings with every ``auto`` replaced by the preset's value."""

@@ -205,10 +205,10 @@ class _WGANBase(GANModel):
         """D's score of full-resolution images (the grown network, no fade)."""
         return self.D(x, self.max_level, 1.0)
 
-    @torch.no_grad()
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Capability ``d_features``: the output of each of D's blocks (finest first) for
-        images in [-1, 1] at the training resolution."""
+        images in [-1, 1] at the training resolution; differentiable with respect to
+        the images."""
         feats: list[torch.Tensor] = []
         hooks = [self.D.blocks[k][1].register_forward_hook(
             lambda _m, _i, out: feats.append(out.float()))

@@ -446,11 +446,18 @@ def check_declared(spec: Any, model: Any, config: dict, shape: tuple[int, ...] |
     return a one-line summary. Checks the latent size, that every learning-rate setting
     is a number in the schema and names optimizers the model has, and each declared
     capability that can be checked on the CPU (``ddp``, ``d_features``, ``finetune``)."""
+    from collections.abc import Mapping
+
     import torch
 
     from ganstudio.core.model import FOLDER_KINDS, GAN
 
     said: list[str] = []
+    if not isinstance(spec.learning_rates, Mapping) and len(spec.learning_rates) > 1:
+        raise ConformanceError(
+            f"learning_rates lists {', '.join(spec.learning_rates)} without saying which "
+            "optimizer each sets; declare a mapping such as {'lr_g': 'g', 'lr_d': 'd'} "
+            "(names from optimizers())")
     for key in spec.lr_targets():
         f = spec.field(key)
         if f is None or f.type not in ("float", "int"):

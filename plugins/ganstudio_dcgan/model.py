@@ -310,9 +310,8 @@ class DCGAN(GANModel):
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Capability ``d_features``: D's activations after each LeakyReLU, for images in
         [-1, 1] at the training size; differentiable with respect to the images. D runs
-        in eval mode (no batch statistics) and its buffers are restored afterwards."""
-        with torch.no_grad():
-            saved = [b.clone() for b in self.D.buffers()]
+        in eval mode, which updates none of its buffers (BatchNorm statistics,
+        spectral-norm vectors) and uses no batch statistics."""
         was_training = self.D.training
         self.D.eval()
         feats: list[torch.Tensor] = []
@@ -326,9 +325,6 @@ class DCGAN(GANModel):
             return feats
         finally:
             self.D.train(was_training)
-            with torch.no_grad():
-                for b, v in zip(self.D.buffers(), saved):
-                    b.copy_(v)
 
     def effective_config(self) -> dict:
         """The settings with every ``auto`` replaced by the preset's value."""

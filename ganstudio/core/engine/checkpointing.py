@@ -135,6 +135,11 @@ class Checkpoints:
         if not ratios:
             return
         opts = lrs.optimizers_of(e.model)
+        if lrs.ambiguous(e.spec, ratios):
+            e.warn(f"the learning rates {', '.join(sorted(ratios))} changed by different "
+                   "factors, but the model does not declare which optimizer each one sets; "
+                   "the checkpoint's rates were kept", "config")
+            return
         missing = lrs.unknown_targets(e.spec, list(opts))
         if not opts or missing:
             e.warn(f"the learning rates {', '.join(sorted(ratios))} changed, but the model "

@@ -13,6 +13,7 @@ optimizers (``GANModel.optimizers()``) each one sets. From that the engine
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -59,6 +60,15 @@ def scale(optimizers: dict[str, torch.optim.Optimizer], factors: dict[str, float
     for name, factor in factors.items():
         for group in optimizers[name].param_groups:
             group["lr"] = group["lr"] * factor
+
+
+def ambiguous(spec: ModelSpec, ratios: dict[str, float]) -> bool:
+    """Several plain-list learning rates changing by different factors: which optimizer
+    each sets is not declared, so no scaling is right."""
+    if isinstance(spec.learning_rates, Mapping) or len(spec.lr_targets()) < 2:
+        return False
+    values = list(ratios.values())
+    return any(not math.isclose(v, values[0], rel_tol=1e-9) for v in values)
 
 
 def unknown_targets(spec: ModelSpec, names: list[str]) -> list[str]:

@@ -113,7 +113,8 @@ def test_export_dialog_suggests_a_path_with_the_right_extension(qtbot, tmp_path)
 def test_engine_advice_names_settings_not_command_line_flags(qtbot, make_window):
     from ganstudio.core import events as ev
     w = make_window()
-    w._on_warning(ev.Warning("the discriminator wins", 377, "imbalance", {"d_pause": "on"}))
+    w.trainer._on_warning(ev.Warning("the discriminator wins", 377, "imbalance",
+                                     {"d_pause": "on"}))
     assert w.info_bar.kind == "imbalance"
     assert w.info_bar.label.text() == \
         "Step 377: The discriminator wins. Try d_pause = on in the Model settings, then resume."

@@ -27,7 +27,7 @@ from ..devices import DeviceChoice
 from ..errors import UserError
 from ..images import make_grid, save_png
 from ..model import FOLDER_KINDS, ModelSpec
-from ..runs import RunFolder, RunLock
+from ..runs import RunFolder, RunLock, warning_tag
 from . import preparation, randomness
 from .checkpointing import Checkpoints
 from .failures import (AGAIN, DiskError, Failures, PluginFailure, describe_os_error,
@@ -80,6 +80,9 @@ class Engine:
         self.model: Any = None
         self.data: DeviceImages | None = None
         self.report: DatasetReport | None = None
+        #: Settings chosen from the data because the user left them open (e.g. channels=1
+        #: for a folder of greyscale images); the faces say so.
+        self.chosen_from_data: dict[str, Any] = {}
         self.device: DeviceChoice | None = None
         self.fixed_noise: torch.Tensor | None = None
         self.holdout: torch.Tensor | None = None   # images D never sees (the overfitting check)
@@ -128,7 +131,7 @@ class Engine:
 
     def warn(self, message: str, kind: str = "warning", *, settings: dict | None = None,
              action: str = "") -> None:
-        self.run.log(message, "WARNING")
+        self.run.log(f"{message} {warning_tag(kind, self.step)}", "WARNING")
         self.emit(ev.Warning(message, self.step, kind, dict(settings or {}), action))
 
     # -- preparation (see .preparation) ------------------------------------------------------

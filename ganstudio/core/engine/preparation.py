@@ -83,7 +83,7 @@ def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if e.spec.kind in FOLDER_KINDS:
-        _load_data(e, progress, seed)
+        _load_data(e, progress, seed, fresh=base is None)
 
     e.build_model()                                                          # (4)
     if source is not None:
@@ -117,7 +117,14 @@ def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
     e.run.prune_samples_after(e.step)
 
 
-def _load_data(e: "Engine", progress: Callable[[int, int], None] | None, seed: int) -> None:
+def _one_channel_fits(e: "Engine", report: DatasetReport) -> bool:
+    field = e.spec.field("channels")
+    return (bool(report.grayscale) and field is not None and "channels" not in e.overrides
+            and int(e.config["channels"]) != 1 and 1 in (field.choices or [1]))
+
+
+def _load_data(e: "Engine", progress: Callable[[int, int], None] | None, seed: int, *,
+               fresh: bool) -> None:
     res, ch = int(e.config["resolution"]), int(e.config["channels"])
     fit = e.config.get("fit", "crop")
     if e.preloaded is not None:
@@ -128,6 +135,11 @@ def _load_data(e: "Engine", progress: Callable[[int, int], None] | None, seed: i
             raise UserError("no image folder given (--data DIR)")
         images, e.report = load_dataset(e.data_folder, res, ch, fit, cache_dir=e.cache_dir,
                                         progress=progress)
+        if fresh and _one_channel_fits(e, e.report):
+            # every image is greyscale and the user did not choose: 1 channel
+            images = images[:, :1].contiguous()
+            e.config["channels"] = e.report.channels = 1
+            e.chosen_from_data["channels"] = 1
     if e.settings.monitors and e.spec.kind == GAN:   # images D never sees (d_overfit)
         images, e.holdout = split_holdout(images, seed)
     e.data = DeviceImages(images, e.device.device, flip=bool(e.config.get("flip", True)),
@@ -155,6 +167,9 @@ def _write_run_info(e: "Engine", info: dict[str, Any] | None) -> None:
               f"device {e.device.name} ({e.device.reason})")
     if e.report is not None:
         e.run.log("dataset: " + e.report.summary())
+        if e.chosen_from_data:
+            chosen = ", ".join(f"{k}={v}" for k, v in e.chosen_from_data.items())
+            e.run.log(f"chosen from the data (not set by the user): {chosen}")
         for skipped in e.report.skipped:
             e.run.log(f"skipped {skipped.path}: {skipped.reason}", "WARNING")
         for path, note in e.report.converted:

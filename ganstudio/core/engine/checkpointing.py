@@ -9,7 +9,7 @@ resumed run continues exactly as the uninterrupted one would.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ganstudio
 from .. import events as ev
@@ -19,14 +19,15 @@ from . import learning_rates as lrs
 from . import randomness
 from .failures import DiskError, describe_os_error
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .loop import Engine
+#: The engine these functions work for (:class:`.loop.Engine`; not imported here, the
+#: loop imports this module).
+Engine = Any
 
 
 class Checkpoints:
     """Writes the engine's checkpoints and restores the engine from them."""
 
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: Engine):
         self.e = engine
 
     # -- writing ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import errno
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -20,8 +20,9 @@ from .. import events as ev
 from ..checkpoints import is_disk_full
 from . import learning_rates as lrs
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .loop import Engine
+#: The engine these functions work for (:class:`.loop.Engine`; not imported here, the
+#: loop imports this module).
+Engine = Any
 
 #: returned by a check when the run paused (studio) and the loop should go round again
 AGAIN = "again"
@@ -85,7 +86,7 @@ def raised_in_plugin(spec: Any, error: BaseException) -> bool:
 class Failures:
     """The engine's failure handling: NaN, out of memory, plugin errors, disk errors."""
 
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: Engine):
         self.e = engine
         self.diverged = False     # NaN/Inf seen and not rolled back: never checkpoint these
 

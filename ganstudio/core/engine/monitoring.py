@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -20,12 +20,13 @@ from ..model import GAN
 from . import randomness
 from .schedule import MonitorClock
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .loop import Engine
+#: The engine these functions work for (:class:`.loop.Engine`; not imported here, the
+#: loop imports this module).
+Engine = Any
 
 
 class MonitorRunner:
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: Engine):
         self.e = engine
         self.clock: MonitorClock | None = None
         self.monitors: EngineMonitors | None = None

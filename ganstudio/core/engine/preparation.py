@@ -24,7 +24,7 @@ from __future__ import annotations
 import platform
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -39,11 +39,12 @@ from ..errors import CheckpointError, UserError
 from ..model import FOLDER_KINDS, GAN
 from ..runs import RunLock
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .loop import Engine
+#: The engine these functions work for (:class:`.loop.Engine`; not imported here, the
+#: loop imports this module).
+Engine = Any
 
 
-def take_lock(e: "Engine") -> RunLock:
+def take_lock(e: Engine) -> RunLock:
     """The writer lock of the run folder (created if needed; nothing else is touched)."""
     path = e.run.path
     if path.exists() and not path.is_dir():
@@ -52,7 +53,7 @@ def take_lock(e: "Engine") -> RunLock:
     return e.run.lock()
 
 
-def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
+def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
     s = e.settings
     e.lock = take_lock(e)                                                    # (1)
 
@@ -117,13 +118,13 @@ def prepare(e: "Engine", progress: Callable[[int, int], None] | None) -> None:
     e.run.prune_samples_after(e.step)
 
 
-def _one_channel_fits(e: "Engine", report: DatasetReport) -> bool:
+def _one_channel_fits(e: Engine, report: DatasetReport) -> bool:
     field = e.spec.field("channels")
     return (bool(report.grayscale) and field is not None and "channels" not in e.overrides
             and int(e.config["channels"]) != 1 and 1 in (field.choices or [1]))
 
 
-def _load_data(e: "Engine", progress: Callable[[int, int], None] | None, seed: int, *,
+def _load_data(e: Engine, progress: Callable[[int, int], None] | None, seed: int, *,
                fresh: bool) -> None:
     res, ch = int(e.config["resolution"]), int(e.config["channels"])
     fit = e.config.get("fit", "crop")
@@ -146,7 +147,7 @@ def _load_data(e: "Engine", progress: Callable[[int, int], None] | None, seed: i
                           seed=seed)
 
 
-def _write_run_info(e: "Engine", info: dict[str, Any] | None) -> None:
+def _write_run_info(e: Engine, info: dict[str, Any] | None) -> None:
     run_info = {
         "model_id": e.spec.id, "model_name": e.spec.name, "kind": e.spec.kind,
         "plugin": e.spec.plugin, "plugin_version": e.plugin_version,

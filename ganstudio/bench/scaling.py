@@ -2,8 +2,8 @@
 
 ::
 
-    python -m ganstudio.bench.scaling --data DIR [--nproc 1 2] [--steps 60] [--rounds 2]
-        [--device cpu] [--set KEY=VALUE ...]
+    python -m ganstudio.bench.scaling --model ID --data DIR [--nproc 1 2] [--steps 60]
+        [--rounds 2] [--device cpu] [--set KEY=VALUE ...]
 
 Each process count trains the same model from scratch with ``ganstudio train
 --nproc-per-node N`` (torchrun's launcher; gloo on a CPU, NCCL on GPUs) for
@@ -30,9 +30,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-DEFAULT_SETTINGS = ["resolution=32", "g_features=16", "d_features=16", "batch_size=16"]
-
 
 def gradient_bytes(model_id: str, settings: list[str]) -> int:
     """Bytes of the gradients DDP averages per step (fp32: 4 bytes per trained weight)."""
@@ -80,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ganstudio.bench.scaling",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of training images")
-    p.add_argument("--model", default="dcgan")
+    p.add_argument("--model", required=True, help="a model that declares capability ddp")
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
-                   help=f"model settings (default: {' '.join(DEFAULT_SETTINGS)})")
+                   help="model settings (default: the model's quick settings)")
     args = p.parse_args(argv)
-    settings = args.set if args.set is not None else DEFAULT_SETTINGS
+    settings = args.set
+    if settings is None:
+        from ganstudio.plugins import get_plugin_manager
+        quick = getattr(get_plugin_manager().get_model(args.model), "quick_settings", {}) or {}
+        settings = [f"{k}={v}" for k, v in quick.items()]
     results: dict[int, list[dict]] = {n: [] for n in args.nproc}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):

@@ -37,10 +37,12 @@ import hashlib
 import os
 import pickle
 import platform
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from .errors import UserError
@@ -398,14 +400,17 @@ def share_start(engine: Any) -> None:
     ranks, info = engine.ranks, engine.rank_info
     if ranks is None:
         return
-    mine = ((engine._state(), str(engine.resumed_from) if engine.resumed_from else None)
+    mine = ((engine.checkpoints.state(),
+             str(engine.resumed_from) if engine.resumed_from else None)
             if info.is_writer else None)
     state, resumed_from = ranks.share(mine)
     if not info.is_writer:
-        engine._restore(state)
+        engine.checkpoints.restore(state)
         engine.resumed_from = Path(resumed_from) if resumed_from else None
     seed = int(engine.config.get("seed", 0))
     torch.manual_seed(rank_seed(seed, info.rank, engine.step))
+    random.seed(rank_seed(seed + 2, info.rank, engine.step))
+    np.random.seed(rank_seed(seed + 3, info.rank, engine.step) % 2**32)
     if engine.data is not None:
         engine.data.generator.manual_seed(rank_seed(seed + 1, info.rank, engine.step))
     ranks.wrap(engine.model, engine.spec.id)
@@ -435,7 +440,7 @@ def check_in_step(engine: Any) -> None:
     if diff == 0.0:
         engine.run.log(f"step {engine.step}: parameters identical on all {n} ranks")
     else:
-        engine._warn(f"step {engine.step}: the ranks' parameters differ by up to {diff:.3g}; "
+        engine.warn(f"step {engine.step}: the ranks' parameters differ by up to {diff:.3g}; "
                      "the model does something per rank that DDP does not average", "ddp")
 
 

@@ -132,8 +132,10 @@ def test_opening_a_run_shows_that_run_and_nothing_of_the_previous(
     elapsed_a = w.status_labels["elapsed"].text()
     assert elapsed_a.startswith("elapsed ")
 
+    w.info_bar.show_message("Training completed at step 12.", "info", kind="finished")
     with qtbot.waitSignal(w.runOpened, timeout=10_000):
         w.open_run(run_b)
+    assert not w.info_bar.isVisible()  # the previous run's banner is gone
     assert w.run_dir == run_b and w.windowTitle() == "GAN Studio — tiny-b"
     assert w.chart.markers == []
     assert w.status_labels["step"].text() == "step 8 / 8"

@@ -103,7 +103,7 @@ def test_resume_on_a_folder_that_changed_says_so(qtbot, tiny_window, finished_ru
 # -- opening runs (#13 item 9) -----------------------------------------------------------------
 def test_engine_warnings_come_back_from_events_log(finished_run):
     run_dir, engine = finished_run
-    engine._warn("step 9: samples look alike (mode collapse)", "collapse")
+    engine.warn("step 9: samples look alike (mode collapse)", "collapse")
     RunFolder(run_dir).log("a line that merely mentions [collapse at step] text", "WARNING")
     assert RunFolder(run_dir).read_warnings()[-1] == \
         (12, "collapse", "step 9: samples look alike (mode collapse)")

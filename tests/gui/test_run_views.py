@@ -15,15 +15,18 @@ from tests.gui.conftest import make_images, train_tiny_run
 
 # -- kinds -------------------------------------------------------------------------------------
 class OtherKindsPlugin:
-    """An image-to-image job: a kind the Model list must not offer."""
+    """A feed-forward network trained on a folder (like fast style) and an image-to-image
+    job: kinds the Model list must not offer."""
     GANSTUDIO_PLUGIN_API = 1
 
     @ganstudio.hookimpl
     def ganstudio_register_models(self):
         from ganstudio.core.config import Field
-        from ganstudio.core.model import IMAGE_TO_IMAGE, ModelSpec
+        from ganstudio.core.model import FEEDFORWARD, IMAGE_TO_IMAGE, ModelSpec
         schema = [Field("size", "int", 16, "Size.", min=8)]
-        return [ModelSpec(id="one-image", name="One image job", kind=IMAGE_TO_IMAGE,
+        return [ModelSpec(id="quick-net", name="Quick network", kind=FEEDFORWARD,
+                          schema=schema, factory=object, help="A feed-forward network."),
+                ModelSpec(id="one-image", name="One image job", kind=IMAGE_TO_IMAGE,
                           schema=schema, factory=object, help="An image-to-image job.")]
 
 
@@ -32,11 +35,11 @@ def test_model_list_holds_only_gans_trained_on_a_folder(qtbot, make_window):
     from tests.gui.conftest import _fake_plugin
     pm = PluginManager(load_entry_points=False, load_folder=False,
                        extra=[("tinyplugin", _fake_plugin()), ("others", OtherKindsPlugin())])
-    assert {m.id for m in pm.models()} == {"tiny", "one-image"}
-    w = make_window(pm=pm, model="one-image", set=[])
+    assert {m.id for m in pm.models()} == {"tiny", "quick-net", "one-image"}
+    w = make_window(pm=pm, model="quick-net", set=[])
     assert [s.id for s in w.model_panel.specs] == ["tiny"]
     assert w.model_panel.current_spec().id == "tiny"
-    assert w.info_bar.level == "error" and "'one-image' is not a GAN" in \
+    assert w.info_bar.level == "error" and "'quick-net' is not a GAN" in \
         w.info_bar.label.text()
 
 

@@ -21,11 +21,12 @@ class OtherKindsPlugin:
 
     @ganstudio.hookimpl
     def ganstudio_register_models(self):
-        from ganstudio.core.config import Field
+        from ganstudio.core.config import Field, common_gan_fields
         from ganstudio.core.model import FEEDFORWARD, IMAGE_TO_IMAGE, ModelSpec
         schema = [Field("size", "int", 16, "Size.", min=8)]
+        folder = common_gan_fields(resolution=16, resolutions=(16,), batch_size=4)
         return [ModelSpec(id="quick-net", name="Quick network", kind=FEEDFORWARD,
-                          schema=schema, factory=object, help="A feed-forward network."),
+                          schema=folder, factory=object, help="A feed-forward network."),
                 ModelSpec(id="one-image", name="One image job", kind=IMAGE_TO_IMAGE,
                           schema=schema, factory=object, help="An image-to-image job.")]
 

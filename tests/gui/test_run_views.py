@@ -146,7 +146,8 @@ def test_opening_a_run_shows_that_run_and_nothing_of_the_previous(
     rows, _ = RunFolder(run_b).read_metrics(0)
     assert list(w.chart.series["loss_g"].xs) == [r["step"] for r in rows]
     assert w.dataset_panel.folder == str(other)
-    assert "<b>9</b> images" in w.dataset_panel.info.text()
+    qtbot.waitUntil(lambda: "<b>9</b> images" in w.dataset_panel.info.text(), timeout=10_000)
+    assert w.dataset_panel.thumbs.count() == 9
     assert w.model_panel.config()["lr"] == 0.05
     assert w.model_panel.steps.value() == 8
     assert w.samples.frame_steps() == [0, 4, 8]

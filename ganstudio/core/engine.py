@@ -242,6 +242,7 @@ class Engine:
         info: dict[str, Any] | None = None
         if existing:
             info = self.run.read_info()
+            self.run.check_for_writing()
             if info["model_id"] != self.spec.id:
                 raise UserError(f"run folder {self.run.path} holds a '{info['model_id']}' run, "
                                 f"not '{self.spec.id}'")

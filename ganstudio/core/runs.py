@@ -427,14 +427,15 @@ class RunFolder:
 
     # -- history: what a restart must not lose ---------------------------------------------
     def has_history(self) -> bool:
-        """True when the folder holds anything of a run's past: metrics rows, sample grids,
-        checkpoints (usable or set aside)."""
+        """True when the folder holds anything of a run's past: metrics rows, sample grids
+        after step 0, checkpoints (usable or set aside). (The step-0 grid alone is not: a
+        start from step 0 draws the same one again.)"""
         try:
             if self.metrics_path.stat().st_size > 0:
                 return True
         except OSError:
             pass
-        if self.list_samples():
+        if any(step > 0 for step, _ in self.list_samples()):
             return True
         try:
             return any(e.name.startswith("ckpt_") for e in os.scandir(self.checkpoints_dir))

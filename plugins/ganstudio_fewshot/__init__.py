@@ -47,7 +47,7 @@ def ganstudio_register_models():
         help=HELP,
         version=__version__,
         latent=LatentSpace(LATENT_DIM, "gaussian"),
-        learning_rates=("lr_g", "lr_d"),
+        learning_rates={"lr_g": "g", "lr_d": "d"},
         test_settings=dict(TEST_SETTINGS),
         capabilities=frozenset({"onnx", "d_features", "finetune"}),
     )]

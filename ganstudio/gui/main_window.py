@@ -27,6 +27,8 @@ from .grid import SamplePanel, qimage_to_array
 from .model_panel import ModelPanel
 from .resources import demo_dataset_dir
 from .run_browser import RunBrowser
+from .panel_api import StudioAPI
+from .panel_host import PanelHost
 from .tasks import Tasks
 from .theme import THEMES, apply_theme, current_theme, icon
 from .widgets import ExportDialog, InfoBar
@@ -178,11 +180,16 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
         self.tasks = Tasks(self)
+        self._run_dir: Path | None = None
+        self.studio = StudioAPI(self, self.tasks, current_run=lambda: self.run_dir,
+                                runs_root=lambda: Path(self.browser.root or default_runs_root()),
+                                plugin_manager=lambda: self.pm,
+                                device=lambda: self.model_panel.device.currentText(),
+                                show_status=self.show_status, open_run=self.open_run)
         self.pm: Any = None
         self.session: Any = None
         self.watcher: Any = None
         self.state = "idle"
-        self.run_dir: Path | None = None          # the run being trained or viewed
         self.total_steps = 0
         self.last_values: dict = {}
         self.last_error = ""
@@ -211,6 +218,33 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._set_state("idle")
 
+    # ============================================================================ studio API
+    @property
+    def run_dir(self) -> Path | None:
+        """The run being trained or viewed; panels hear of changes (``run_changed``)."""
+        return self._run_dir
+
+    @run_dir.setter
+    def run_dir(self, value: str | Path | None) -> None:
+        value = Path(value) if value is not None else None
+        changed = value != self._run_dir
+        self._run_dir = value
+        if changed:
+            self.studio.run_changed.emit(value)
+
+    def show_status(self, text: str, level: str = "info") -> None:
+        """A message for the user: info in the status bar, warnings and errors in the
+        message strip above the tabs."""
+        if level == "info":
+            self.statusBar().showMessage(text, 10_000)
+        elif level == "error":
+            self.show_error(text)
+        else:
+            self.info_bar.show_message(text, "warning", kind="panel")
+
+    def _report_panel_problem(self, message: str) -> None:
+        self.statusBar().showMessage(message[:1].upper() + message[1:], 15_000)
+
     # ============================================================================ building
     def _build_views(self) -> None:
         self.info_bar = InfoBar()
@@ -232,8 +266,9 @@ class MainWindow(QMainWindow):
         self.browser.exportRequested.connect(lambda p: self.show_export_dialog(p))
         self.tabs = QTabWidget()
         self.tabs.setObjectName("mainTabs")
-        self.tabs.addTab(self.splitter, "Training")
-        self.tabs.addTab(self.browser, "Runs")
+        self.panel_host = PanelHost(self.tabs, self._report_panel_problem)
+        self.panel_host.add_tab(self.splitter, "Training", 0)
+        self.panel_host.add_tab(self.browser, "Runs", 10)
         self.tabs.currentChanged.connect(self._on_tab)
         central = QWidget()
         lay = QVBoxLayout(central)
@@ -442,6 +477,7 @@ class MainWindow(QMainWindow):
         failed = [(name, info.error) for name, info in pm.plugins.items()
                   if info.status == "error"]
         self.model_panel.set_models(pm.models(kind="gan"), failed)
+        self.panel_host.add_plugin_panels(pm, self.studio)
         self._add_style_tab()
         opts = self.options
         wanted = opts.model or self.settings.value("last_model")
@@ -502,12 +538,15 @@ class MainWindow(QMainWindow):
             return
         try:
             from ganstudio.gui.style_panel import StylePanel
+        except ImportError:  # the style tab now comes through its plugin's panel
+            return
+        try:
             self.style_panel = StylePanel(self.pm, parent=self)
         except Exception as e:  # noqa: BLE001 - an optional panel must not stop the studio
-            import traceback
+            from .tasks import error_text
             self.style_panel = None
-            self.style_error = traceback.format_exc()
-            print(f"GAN Studio: style transfer panel unavailable:\n{self.style_error}",
+            self.style_error = error_text(e)
+            print(f"GAN Studio: style transfer panel unavailable: {self.style_error}",
                   file=sys.stderr)
             self.statusBar().showMessage(f"Style transfer panel unavailable: {e}", 8000)
             return
@@ -516,7 +555,7 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
         scroll.setWidget(self.style_panel)
-        self.tabs.addTab(scroll, "Style transfer")
+        self.panel_host.add_tab(scroll, "Style transfer", 50)
 
     def _prefill_from_run(self, run_dir: str | Path) -> dict:
         """Put a run's model, settings and data folder into the panels."""
@@ -823,6 +862,7 @@ class MainWindow(QMainWindow):
         self.status_labels["step"].setText(f"step {event.step:,} / {event.total_steps:,}")
         self._set_state("running")
         verb = "Resumed" if event.resumed else "Started"
+        self.studio.runs_changed.emit()
         self.statusBar().showMessage(f"{verb} {event.model_id} in {event.run_dir}", 5000)
 
     def _on_metrics(self, event: Any, memory: Any) -> None:
@@ -926,6 +966,7 @@ class MainWindow(QMainWindow):
         self.status_labels["eta"].setText("")
         if self.run_dir is not None:
             self.browser.refresh()
+            self.studio.runs_changed.emit()
         if self._close_pending:
             QTimer.singleShot(0, self.close)
 
@@ -1148,6 +1189,8 @@ class MainWindow(QMainWindow):
             event.ignore()  # closes again from _on_done once the thread has ended
             return
         self.stop_watching()
+        self.panel_host.shutdown()
+        self.tasks.cancel_all()
         self.tasks.wait_all()
         if not self.probe:
             self.save_settings()

@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget)
+                               QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from ganstudio.core.config import parse_set_args
 from ganstudio.core.errors import ConfigError, UserError
@@ -205,8 +205,6 @@ class MainWindow(QMainWindow):
         self._first_run_dir = self.options.run
         self._demo_pending = False
         self._demo_undo: tuple | None = None  # (model id, settings, steps) before the demo
-        self.style_panel = None
-        self.style_error = ""
         self.probe = False  # start-up probe: leave the user's settings alone
 
         self.chart: Any = None
@@ -454,9 +452,6 @@ class MainWindow(QMainWindow):
         name = apply_theme(app, name)
         if self.chart is not None:
             self.chart.apply_theme(name)
-        chart = getattr(self.style_panel, "chart", None)
-        if chart is not None:  # the style tab's chart follows the theme too
-            chart.apply_theme(name)
         self.info_bar.restyle()
         self.theme_actions[name].setChecked(True)
         self.settings.setValue("theme", name)
@@ -478,7 +473,6 @@ class MainWindow(QMainWindow):
                   if info.status == "error"]
         self.model_panel.set_models(pm.models(kind="gan"), failed)
         self.panel_host.add_plugin_panels(pm, self.studio)
-        self._add_style_tab()
         opts = self.options
         wanted = opts.model or self.settings.value("last_model")
         if wanted:
@@ -532,30 +526,6 @@ class MainWindow(QMainWindow):
         if opts.autostart:
             opts.autostart = False
             self.start_training()
-
-    def _add_style_tab(self) -> None:
-        if self.style_panel is not None:
-            return
-        try:
-            from ganstudio.gui.style_panel import StylePanel
-        except ImportError:  # the style tab now comes through its plugin's panel
-            return
-        try:
-            self.style_panel = StylePanel(self.pm, parent=self)
-        except Exception as e:  # noqa: BLE001 - an optional panel must not stop the studio
-            from .tasks import error_text
-            self.style_panel = None
-            self.style_error = error_text(e)
-            print(f"GAN Studio: style transfer panel unavailable: {self.style_error}",
-                  file=sys.stderr)
-            self.statusBar().showMessage(f"Style transfer panel unavailable: {e}", 8000)
-            return
-        # The panel is tall; a scroll area keeps the window fitting on a laptop screen.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        scroll.setWidget(self.style_panel)
-        self.panel_host.add_tab(scroll, "Style transfer", 50)
 
     def _prefill_from_run(self, run_dir: str | Path) -> dict:
         """Put a run's model, settings and data folder into the panels."""

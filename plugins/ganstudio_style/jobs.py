@@ -21,7 +21,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from ganstudio.core import events as ev
-from ganstudio.core.errors import UserError
 from ganstudio.core.image_files import to_uint8_hwc
 from ganstudio.core.units import format_duration
 
@@ -158,13 +157,3 @@ def final_picture(model: Any) -> np.ndarray | None:
     if isinstance(model, StyleTransferJob):
         return to_uint8_hwc(model.result_image())
     return None
-
-
-def check_paths_for_run(run_dir: str) -> Path:
-    """A run folder name the user typed: UserError when empty or an existing file."""
-    if not str(run_dir).strip():
-        raise UserError("choose a run folder for the network")
-    path = Path(run_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path} is a file, not a run folder")
-    return path

@@ -250,6 +250,15 @@ def load_vgg(layers: Sequence[str], weights_path: str | os.PathLike | None = Non
     return VGGFeatures(layers, weights, pooling=pooling).to(device)
 
 
+class DownloadFailed(UserError):
+    """The download did not complete: ``reason``, ``url`` and the ``folder`` to put the
+    file in by hand, as data for each face's own advice."""
+
+    def __init__(self, reason: str, url: str, folder: Path, message: str):
+        self.reason, self.url, self.folder = reason, url, folder
+        super().__init__(message)
+
+
 def download_vgg_weights(progress: Callable[[int, int], None] | None = None,
                          should_cancel: Callable[[], bool] | None = None,
                          url: str = VGG19_URL, dest: str | os.PathLike | None = None,
@@ -287,9 +296,11 @@ def download_vgg_weights(progress: Callable[[int, int], None] | None = None,
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
-        raise UserError(f"could not download {VGG19_FILE} from {url} ({reason}). "
-                        f"Download it elsewhere and put it in {target.parent}, or give a "
-                        "local VGG-19 weights file (setting vgg_weights)") from None
+        raise DownloadFailed(
+            str(reason), url, target.parent,
+            f"could not download {VGG19_FILE} from {url} ({reason}). Download it elsewhere "
+            f"and put it in {target.parent}, or give a local VGG-19 weights file "
+            "(setting vgg_weights)") from None
     finally:
         if tmp.exists():
             try:

@@ -293,3 +293,46 @@ def test_cuda_requested_without_a_gpu(tmp_path, image_folder, capsys):
     code, _, err = run_cli(capsys, "train", "--model", "dcgan", "--data", str(image_folder),
                            "--out", str(tmp_path / "r"), "--device", "cuda")
     assert_user_error(code, err, "device 'cuda' was requested but no CUDA GPU is available")
+
+
+# -- the command package: table, exit-code policy --------------------------------------------
+def test_every_command_comes_from_the_table():
+    import argparse
+    import ganstudio.cli as cli
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    names = [c.name for c in cli.COMMANDS]
+    assert len(names) == len(set(names))
+    assert set(sub.choices) == set(names) | {a for c in cli.COMMANDS for a in c.aliases}
+    source = Path(cli.__file__).read_text()
+    assert "importlib" not in source and "import_module" not in source
+
+
+def test_unexpected_error_is_one_line_with_the_traceback_in_a_log(tmp_path, monkeypatch,
+                                                                   capsys):
+    import argparse
+    from ganstudio.cli.exits import EXIT_FAILED, run_command
+    monkeypatch.setenv("GANSTUDIO_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("GANSTUDIO_TRACEBACK", raising=False)
+
+    def broken(args):
+        raise ZeroDivisionError("the plugin divided by zero")
+
+    assert run_command(broken, argparse.Namespace()) == EXIT_FAILED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("error: unexpected ZeroDivisionError: the plugin divided by zero;")
+    logs = list((tmp_path / "logs").iterdir())
+    assert len(logs) == 1 and err[0].endswith(str(logs[0]))
+    text = logs[0].read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text
+
+
+def test_plugins_check_and_plugin_check_are_one_command(monkeypatch, capsys):
+    import ganstudio.testing
+    calls = []
+    monkeypatch.setattr(ganstudio.testing, "check_command",
+                        lambda pm, name: calls.append((pm, name)) or 7)
+    assert main(["plugins", "--check", "dcgan"]) == 7
+    assert main(["plugin", "check", "dcgan"]) == 7
+    assert calls[0] == calls[1] and calls[0][1] == "dcgan"

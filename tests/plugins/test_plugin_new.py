@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ganstudio.cli import main
-from ganstudio.cli_plugin import PluginNames, write_skeleton
+from ganstudio.cli.plugin_skeleton import PluginNames, write_skeleton
 from ganstudio.core.errors import UserError
 
 

@@ -25,18 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED = 0, 1
+from ganstudio.cli.command import Command
+from ganstudio.cli.exits import EXIT_FAILED, EXIT_OK
+from ganstudio.cli.messages import error_line, shown
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "compare-presets",
-        help="train model presets side by side on one folder and report diversity, KID, FID")
+def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--steps", type=int, default=500, help="training steps per preset (default 500)")
     p.add_argument("--out", default="compare-presets",
                    help="folder for the runs and compare.json (default ./compare-presets)")
-    p.add_argument("--model", default="dcgan", help="model id (default dcgan)")
+    p.add_argument("--model", default=None,
+                   help="model id (default: the installed GAN that has presets, when only "
+                        "one has them)")
     p.add_argument("--presets", default="classic,default",
                    help="comma list of presets (default classic,default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -48,7 +49,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--precision", default="auto", help="auto (default), fp32 or bf16")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_compare)
+
+
+def _the_model_with_presets(pm: Any) -> str:
+    from ganstudio.core.errors import UserError
+    ids = [m.id for m in pm.models() if m.kind == "gan" and m.field("preset") is not None]
+    if len(ids) != 1:
+        found = f"these have them: {', '.join(ids)}" if ids else "none is installed"
+        raise UserError(f"choose the model with --model ({found})")
+    return ids[0]
 
 
 def score_model(model: Any, real: Any, extractor: Any, n_samples: int, seed: int = 12345
@@ -75,7 +84,7 @@ def score_model(model: Any, real: Any, extractor: Any, n_samples: int, seed: int
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ganstudio.cli import ConsoleProgress
+    from ganstudio.cli.progress import ConsoleProgress
     from ganstudio.core import events as ev
     from ganstudio.core.config import parse_set_args
     from ganstudio.core.engine import Engine, EngineSettings
@@ -88,9 +97,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.samples < 2:
         raise UserError("--samples must be at least 2")
     if not Path(args.data).expanduser().is_dir():
-        raise UserError(f"image folder not found: {args.data}")
+        raise UserError(f"image folder not found: {shown(args.data)}")
     pm = get_plugin_manager(getattr(args, "plugins_dir", None))
-    spec = pm.get_model(args.model)
+    spec = pm.get_model(args.model or _the_model_with_presets(pm))
     if spec.kind != "gan":
         raise UserError(f"model '{spec.id}' is not trained on a folder")
     preset_field = spec.field("preset")
@@ -130,7 +139,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = engine.run_loop()
         seconds = time.perf_counter() - t0
         if isinstance(result, ev.Failed):
-            print(f"error: preset {preset}: {result.message}", file=sys.stderr)
+            print(error_line(f"preset {preset}: {result.message}"), file=sys.stderr)
             return EXIT_FAILED
         if extractor is None:
             extractor = make_extractor(args.features, engine.device.device,
@@ -147,7 +156,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(summary, indent=2))
     print(format_table(summary))
-    print(f"runs and compare.json in {out}")
+    print(f"runs and compare.json in {shown(out)}")
     return EXIT_OK
 
 
@@ -163,3 +172,9 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(f"{r['preset']:<10} {r['diversity']:>9.3f} {r['kid']:>9.4f} "
                      f"{r['fid']:>9.2f} {per_step:>7.3f}  {kinds}")
     return "\n".join(lines)
+
+
+COMPARE_PRESETS = Command(
+    "compare-presets",
+    "train model presets side by side on one folder and report diversity, KID, FID",
+    configure, cmd_compare)

@@ -1,12 +1,25 @@
-"""``ganstudio bench``: the classic DCGAN loop against the studio engine, and more.
+"""The benchmark's command line: ``ganstudio bench`` and ``python -m ganstudio.bench``.
+
+The classic DCGAN loop against the studio engine, and more. This module owns the
+options and the command; ``ganstudio``'s command table lists ``configure`` and
+``cmd_bench`` under the name ``bench``, and ``python -m ganstudio.bench`` runs
+``main`` without the rest of the command line.
 
 Only argparse is imported here: this module is loaded every time ``ganstudio``
-starts (the studio included), so the benchmark itself is imported on use.
+starts (the studio included), so the benchmark itself is imported on use. It
+never imports ``ganstudio.cli`` (the bench stands alone on a bare GPU server).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+HELP = "measure the engine against the classic DCGAN loop"
+DESCRIPTION = ("Train the same DCGAN the classic way (ImageFolder + DataLoader workers, "
+               ".item() every step) and with the studio engine on the same folder, and "
+               "print images/s of each and their ratio; also the studio worker, the "
+               "GUI heartbeat, style transfer, dataset preparation and window start-up.")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -69,17 +82,6 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "bench", help="measure the engine against the classic DCGAN loop",
-        description="Train the same DCGAN the classic way (ImageFolder + DataLoader workers, "
-                    ".item() every step) and with the studio engine on the same folder, and "
-                    "print images/s of each and their ratio; also the studio worker, the "
-                    "GUI heartbeat, style transfer, dataset preparation and window start-up.")
-    configure(p)
-    p.set_defaults(func=cmd_bench)
-
-
 def options_from_args(args: argparse.Namespace):
     from ganstudio.bench.runner import PARTS, BenchOptions
     from ganstudio.core.errors import UserError
@@ -120,3 +122,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json and not args.quiet:
         print(f"report written to {args.json}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ganstudio.bench``: the same options as ``ganstudio bench``."""
+    from ganstudio.core.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m ganstudio.bench", description=DESCRIPTION)
+    configure(parser)
+    args = parser.parse_args(argv)
+    try:
+        return cmd_bench(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,17 +1,15 @@
-"""``ganstudio plugin new NAME``: write a working skeleton plugin package.
+"""The skeleton plugin package that ``ganstudio plugin new NAME`` writes.
 
 The skeleton is a complete, installable package (``pyproject.toml`` with the
 ``ganstudio.plugins`` entry point, a small convolutional GAN, a conformance
 test) that passes the conformance kit unchanged, so an author starts from
-something that trains and edits it step by step. ``ganstudio plugin check NAME``
-is the same as ``ganstudio plugins --check NAME``.
+something that trains and edits it step by step. The command itself is in
+``ganstudio/cli/plugins.py``.
 """
 from __future__ import annotations
 
-import argparse
 import keyword
 import re
-import sys
 from pathlib import Path
 
 from ganstudio.core.errors import UserError
@@ -296,44 +294,3 @@ def write_skeleton(name: str, parent: str | Path = ".") -> Path:
     except OSError as e:
         raise UserError(f"could not write the plugin into {root}: {e.strerror or e}") from None
     return root
-
-
-def cmd_plugin_new(args: argparse.Namespace) -> int:
-    root = write_skeleton(args.name, args.dir)
-    names = PluginNames(args.name)
-    print(f"wrote the plugin package {names.distribution} in {root}/")
-    for rel in FILES:
-        print(f"  {names.fill(rel)}")
-    print("next:")
-    print(f"  python -m pip install -e {root}")
-    print(f"  ganstudio plugins --check {names.entry_point}")
-    print(f"  ganstudio train --model {names.model_id} --data DIR --out runs/{names.snake}")
-    return 0
-
-
-def cmd_plugin_check(args: argparse.Namespace) -> int:
-    from ganstudio.plugins import get_plugin_manager
-    from ganstudio.testing import check_command
-
-    return check_command(get_plugin_manager(args.plugins_dir), args.name)
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plugin", help="tools for plugin authors (new, check)",
-                              description="Tools for plugin authors. See PLUGINS.md.")
-    sub = p.add_subparsers(dest="plugin_command", metavar="ACTION")
-    new = sub.add_parser("new", help="write a working skeleton plugin package",
-                         description="Write NAME/ with pyproject.toml (entry point), a small "
-                                     "working GAN and a conformance test.")
-    new.add_argument("name", help="plugin name, e.g. my-gan")
-    new.add_argument("--dir", default=".", help="parent folder (default: the current folder)")
-    new.set_defaults(func=cmd_plugin_new)
-    check = sub.add_parser("check", help="run the conformance kit (= plugins --check)")
-    check.add_argument("name", help="plugin name or model id")
-    check.set_defaults(func=cmd_plugin_check)
-
-    def no_action(args: argparse.Namespace) -> int:
-        p.print_help(sys.stderr)
-        return 2
-
-    p.set_defaults(func=no_action)

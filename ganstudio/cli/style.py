@@ -5,7 +5,7 @@
 * ``stylize --net RUN INPUT [INPUT ...] -o OUT``: apply a trained fast-style
   network to images and/or folders;
 * ``stylize-train STYLE --data DIR --out RUN``: train such a network (the same
-  as ``ganstudio train --model fast-style``).
+  as ``ganstudio train --model fast-style``, through the same ``run_training``).
 
 User errors (missing or unreadable image, wrong VGG weights, bad setting)
 exit with code 2 and one line; a failure during the optimisation exits 1.
@@ -20,6 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ganstudio.cli.command import Command
+from ganstudio.cli.messages import older_checkpoint_warning, shown
 
 STYLE_MODEL = "style-transfer"
 FAST_MODEL = "fast-style"
@@ -39,11 +42,7 @@ def style_tools(pm: Any, model_id: str = STYLE_MODEL) -> Any:
     return module
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "stylize", help="repaint pictures in the style of others (or apply a trained network)",
-        description="Repaint CONTENT in the style of STYLE (several styles are blended), or, "
-                    "with --net RUN, apply a trained fast-style network to images or folders.")
+def configure_stylize(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGE",
                    help="CONTENT STYLE [STYLE ...]; with --net: images and/or folders")
     p.add_argument("-o", "--out", required=True,
@@ -72,12 +71,9 @@ def add_parser(subparsers: Any) -> None:
                    help="keep the optimisation's run folder (previews, metrics) here")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=cmd_stylize)
 
-    t = subparsers.add_parser(
-        "stylize-train", help="train a fast-style network for one style on a folder of pictures",
-        description="Train the feed-forward network of Johnson et al. for STYLE on the "
-                    "content pictures in --data; then use 'ganstudio stylize --net RUN'.")
+
+def configure_stylize_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("style", metavar="STYLE", help="the style image")
     t.add_argument("--data", required=True, help="folder of content pictures")
     t.add_argument("--out", required=True, help="run folder to write (or resume)")
@@ -88,46 +84,9 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.set_defaults(func=cmd_stylize_train)
 
 
 # -- the optimisation ----------------------------------------------------------------------------
-class _Progress:
-    """Engine listener: one line per ~second (or a live line on a terminal)."""
-
-    def __init__(self, quiet: bool, stream=None):
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last = 0.0
-
-    def __call__(self, event: Any) -> None:
-        from ganstudio.core import events as ev
-        if self.quiet:
-            return
-        if isinstance(event, ev.Started):
-            print(f"stylizing on {event.device} ({event.device_reason}), "
-                  f"{event.total_steps} iterations", file=self.stream, flush=True)
-        elif isinstance(event, ev.Metrics):
-            now = time.monotonic()
-            if now - self.last < (0.2 if self.tty else 1.0) and event.step < event.total_steps:
-                return
-            self.last = now
-            v = event.values
-            line = (f"iteration {event.step}/{event.total_steps} "
-                    f"({int(v.get('scale_px', 0))} px) loss {v.get('loss', float('nan')):.4g} "
-                    f"content {v.get('content', float('nan')):.3g} "
-                    f"style {v.get('style', float('nan')):.3g} tv {v.get('tv', float('nan')):.3g} "
-                    f"{event.images_per_sec:.1f} it/s")
-            print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n",
-                  file=self.stream, flush=True)
-        elif isinstance(event, ev.Warning):
-            print(f"\nwarning: {event.message}" if self.tty else f"warning: {event.message}",
-                  file=self.stream, flush=True)
-        elif isinstance(event, (ev.Finished, ev.Failed)) and self.tty:
-            print(file=self.stream)
-
-
 def _check_output(out: Path, extensions: Any) -> None:
     from ganstudio.core.errors import UserError
     if out.suffix.lower() not in extensions:
@@ -140,6 +99,7 @@ def _check_output(out: Path, extensions: Any) -> None:
 def cmd_stylize(args: argparse.Namespace) -> int:
     if args.net:
         return _apply_net(args)
+    from ganstudio.cli.progress import StyleProgress
     from ganstudio.core import events as ev
     from ganstudio.core.config import parse_set_args
     from ganstudio.core.engine import Engine, EngineSettings
@@ -181,7 +141,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                               on_nan="stop", checkpoint_every_s=0, sample_every_s=10.0,
                               keep_checkpoints=1, n_samples=1)
     engine = Engine(spec, run_dir, overrides=overrides, settings=settings,
-                    listeners=[_Progress(args.quiet)], plugin_version=pm.plugin_version(spec))
+                    listeners=[StyleProgress(args.quiet)], plugin_version=pm.plugin_version(spec))
     try:
         t0 = time.perf_counter()
         engine.prepare()
@@ -226,7 +186,7 @@ def _apply_net(args: argparse.Namespace) -> int:
     device = pick_device(args.device, precision="fp32").device
     net, _config, step = tools.load_style_net(
         args.net, device,
-        warn=lambda p, why: print(f"warning: {why}; using an older checkpoint", file=sys.stderr))
+        warn=lambda p, why: print(older_checkpoint_warning(p, why), file=sys.stderr))
 
     def progress(i: int, n: int, path: Path) -> None:
         if not args.quiet:
@@ -239,22 +199,26 @@ def _apply_net(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize_train(args: argparse.Namespace) -> int:
-    from ganstudio import cli
+    from ganstudio.cli.train import TrainRequest, run_training
     from ganstudio.core.errors import UserError
     if not Path(args.style).expanduser().is_file():
-        raise UserError(f"style image not found: {args.style}")
-    argv = ["train", "--model", FAST_MODEL, "--data", args.data, "--out", args.out,
-            "--device", args.device, "--set", f"style={Path(args.style).expanduser()}"]
-    if args.plugins_dir:
-        argv = ["--plugins-dir", args.plugins_dir] + argv
+        raise UserError(f"style image not found: {shown(args.style)}")
+    sets = [f"style={Path(args.style).expanduser()}"]
     if args.vgg_weights:
-        argv += ["--set", f"vgg_weights={Path(args.vgg_weights).expanduser()}"]
-    for item in args.set:
-        argv += ["--set", item]
-    if args.steps is not None:
-        argv += ["--steps", str(args.steps)]
-    if args.resume:
-        argv.append("--resume")
-    if args.quiet:
-        argv.append("--quiet")
-    return cli.main(argv)
+        sets.append(f"vgg_weights={Path(args.vgg_weights).expanduser()}")
+    return run_training(TrainRequest(
+        out=args.out, model=FAST_MODEL, data=args.data, steps=args.steps,
+        set=sets + list(args.set), device=args.device, resume=args.resume, quiet=args.quiet,
+        plugins_dir=args.plugins_dir))
+
+
+STYLIZE = Command(
+    "stylize", "repaint pictures in the style of others (or apply a trained network)",
+    configure_stylize, cmd_stylize,
+    description="Repaint CONTENT in the style of STYLE (several styles are blended), or, "
+                "with --net RUN, apply a trained fast-style network to images or folders.")
+STYLIZE_TRAIN = Command(
+    "stylize-train", "train a fast-style network for one style on a folder of pictures",
+    configure_stylize_train, cmd_stylize_train,
+    description="Train the feed-forward network of Johnson et al. for STYLE on the "
+                "content pictures in --data; then use 'ganstudio stylize --net RUN'.")

@@ -1,0 +1,188 @@
+"""``ganstudio train``: train a model headless on a folder of images.
+
+``train_parser_defaults`` and ``TrainRequest`` hold the options once: the
+command's parser is built from them, and other commands that train (e.g.
+``stylize-train``) fill a ``TrainRequest`` and call ``run_training``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ganstudio.cli.command import Command
+from ganstudio.cli.exits import EXIT_FAILED, EXIT_OK
+from ganstudio.cli.messages import failure_lines, shown
+
+
+@dataclass
+class TrainRequest:
+    """Everything ``ganstudio train`` needs, whoever asks for it."""
+
+    out: str
+    model: str | None = None
+    data: str | None = None
+    steps: int | None = None
+    set: list[str] = field(default_factory=list)        # KEY=VALUE items, as typed
+    device: str = "auto"
+    precision: str = "auto"
+    resume: bool = False
+    checkpoint_every: float = 120.0
+    checkpoint_steps: int = 0
+    sample_every: float = 5.0
+    sample_steps: int = 0
+    log_steps: int = 0
+    keep_checkpoints: int = 3
+    alarm_steps: int = 0
+    quality_steps: int = 0
+    no_monitors: bool = False
+    quiet: bool = False
+    plugins_dir: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrainRequest":
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
+_D = TrainRequest(out="")   # the defaults, for the parser's help
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model id, e.g. dcgan")
+    p.add_argument("--data", help="folder of training images (searched recursively)")
+    p.add_argument("--out", required=True, help="run folder to write (or resume)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="total steps of the run (resume continues up to it; default 10000)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model setting, e.g. --set lr_d=1e-4 (repeatable; "
+                        "'ganstudio settings MODEL' lists them)")
+    p.add_argument("--device", default=_D.device, help="auto (default), cpu, cuda or mps")
+    p.add_argument("--precision", default=_D.precision, help="auto (default), fp32 or bf16")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--checkpoint-every", type=float, default=_D.checkpoint_every,
+                   metavar="SECONDS", help="seconds between checkpoints (default 120)")
+    p.add_argument("--checkpoint-steps", type=int, default=_D.checkpoint_steps, metavar="N",
+                   help="also checkpoint every N steps")
+    p.add_argument("--sample-every", type=float, default=_D.sample_every, metavar="SECONDS",
+                   help="seconds between sample grids (default 5)")
+    p.add_argument("--sample-steps", type=int, default=_D.sample_steps, metavar="N",
+                   help="save a sample grid every N steps instead")
+    p.add_argument("--log-steps", type=int, default=_D.log_steps, metavar="N",
+                   help="also log metrics every N steps (default: every 100 ms)")
+    p.add_argument("--keep-checkpoints", type=int, default=_D.keep_checkpoints, metavar="N",
+                   help="checkpoints to keep (default 3)")
+    p.add_argument("--alarm-steps", type=int, default=_D.alarm_steps, metavar="N",
+                   help="check for collapse / imbalance every N steps (default: every 20 s)")
+    p.add_argument("--quality-steps", type=int, default=_D.quality_steps, metavar="N",
+                   help="measure KID / FID every N steps (default: every 120 s)")
+    p.add_argument("--no-monitors", action="store_true",
+                   help="no collapse / imbalance alarm and no KID / FID")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return run_training(TrainRequest.from_args(args))
+
+
+def run_training(req: TrainRequest) -> int:
+    """Prepare, train until done or stopped (Ctrl-C: checkpoint and stop), report."""
+    from ganstudio.cli.progress import ConsoleProgress, CountProgress
+    from ganstudio.core import events as ev
+    from ganstudio.core.config import parse_set_args
+    from ganstudio.core.engine import Engine
+    from ganstudio.core.errors import UserError
+    from ganstudio.core.runs import RunFolder
+    from ganstudio.plugins import get_plugin_manager
+
+    pm = get_plugin_manager(req.plugins_dir)
+    overrides = parse_set_args(req.set)
+    run = RunFolder(req.out)
+    model_id = req.model
+    if model_id is None:
+        if req.resume and run.exists():
+            model_id = run.read_info()["model_id"]
+        else:
+            raise UserError("--model is required (see 'ganstudio plugins' for the installed models)")
+    spec = pm.get_model(model_id)
+    if req.resume and not run.exists():
+        if req.data is None:
+            raise UserError(f"nothing to resume: {shown(run.path)} is not a run folder")
+        # Killed before run.json was written (or never started): --resume with --model and
+        # --data always works, so a restart script needs no special case.
+        print(f"nothing to resume in {shown(run.path)} yet; starting a new run", file=sys.stderr)
+    if spec.kind != "gan":
+        raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
+    if req.data is None and not req.resume:
+        raise UserError("--data DIR is required (the folder of training images)")
+    if req.data is not None and not Path(req.data).expanduser().is_dir():
+        if Path(req.data).expanduser().exists():
+            raise UserError(f"--data must be a folder of images, not a file: {shown(req.data)}")
+        raise UserError(f"image folder not found: {shown(req.data)}")
+    total = req.steps
+    if total is None:
+        total = int(run.read_info().get("total_steps", 10_000)) if run.exists() else 10_000
+    if total < 1:
+        raise UserError(f"--steps must be at least 1, got {total}")
+    progress = ConsoleProgress(quiet=req.quiet)
+    engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
+                    settings=engine_settings(req, total), resume=req.resume,
+                    listeners=[progress, pm.metrics_listener(str(run.path))],
+                    plugin_version=pm.plugin_version(spec))
+
+    preparing = CountProgress("preparing images", quiet=req.quiet)
+    engine.prepare(progress=preparing)
+    preparing.finish()
+    if engine.report is not None:
+        print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
+        for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
+            if not line.startswith("warning: "):  # dataset warnings arrive as events
+                print(f"  {shown(line)}", file=sys.stderr)
+
+    result = _run_with_ctrl_c(engine)
+    if isinstance(result, ev.Failed):
+        for line in failure_lines(result, req.out, engine.run.events_path):
+            print(line, file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def engine_settings(req: TrainRequest, total: int) -> Any:
+    from ganstudio.core.engine import EngineSettings
+    return EngineSettings(
+        total_steps=total, device=req.device, precision=req.precision, on_nan="stop",
+        checkpoint_every_s=req.checkpoint_every, sample_every_s=req.sample_every,
+        keep_checkpoints=req.keep_checkpoints,
+        checkpoint_every_steps=req.checkpoint_steps, sample_every_steps=req.sample_steps,
+        log_every_steps=req.log_steps, monitors=not req.no_monitors,
+        alarm_every_steps=req.alarm_steps, quality_every_steps=req.quality_steps)
+
+
+def _run_with_ctrl_c(engine: Any) -> Any:
+    """Run the loop; the first Ctrl-C (or SIGTERM) stops after the step with a checkpoint,
+    the second aborts."""
+    interrupted = {"n": 0}
+
+    def on_sigint(signum, frame):
+        interrupted["n"] += 1
+        if interrupted["n"] == 1:
+            print("\nstopping after this step and writing a checkpoint "
+                  "(Ctrl-C again to abort without one)", file=sys.stderr, flush=True)
+            engine.stop()
+        else:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    old_term = signal.signal(signal.SIGTERM, on_sigint)
+    try:
+        return engine.run_loop()
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+TRAIN = Command("train", "train a model headless on a folder of images", configure, cmd_train)

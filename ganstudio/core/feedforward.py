@@ -34,10 +34,12 @@ def load_feedforward(run_dir: str | os.PathLike, plugin_manager: Any,
     Raises UserError when the folder is not a run, not a feed-forward network,
     or has no usable checkpoint.
     """
-    spec, model, state = load_trained(run_dir, plugin_manager, device, warn=warn)
-    if spec.kind != FEEDFORWARD:
+    from .runs import RunFolder
+    spec = plugin_manager.get_model(RunFolder(run_dir).read_info()["model_id"])
+    if spec.kind != FEEDFORWARD:  # said before any checkpoint is read
         raise UserError(f"{Path(run_dir).expanduser()} is a '{spec.id}' run ({spec.name}), "
                         "not a trained feed-forward network")
+    spec, model, state = load_trained(run_dir, plugin_manager, device, warn=warn)
     for net in _modules(model):
         net.eval()
     return spec, model, int(state.get("step", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -225,3 +226,15 @@ def test_profile_step_reports_per_step_figures_on_the_cpu(capsys):
                          "--top", "2"]) == 0
     assert "cpu fp32 b4:" in capsys.readouterr().out
     assert profile_main(["--device", "cpu", "--precision", "fp8"]) == 2
+
+
+def test_the_bench_command_line_stands_alone():
+    """``python -m ganstudio.bench`` parses its options without loading ``ganstudio.cli``."""
+    code = ("import sys; from ganstudio.bench.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "print(sorted(m for m in sys.modules if m.startswith('ganstudio.cli')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "--skip PART[,PART...]" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "[]"

@@ -19,7 +19,7 @@ from typing import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ganstudio.bench import cli as bench_cli  # noqa: E402
-from ganstudio.cli import compare, plugins, sample, studio, style, train  # noqa: E402
+from ganstudio.cli import compare, explore, plugins, sample, studio, style, train  # noqa: E402
 from ganstudio.cli.command import Command  # noqa: E402
 from ganstudio.cli.exits import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,  # noqa: E402,F401
                                  EXIT_USAGE, run_command)
@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     train.TRAIN,
     sample.SAMPLE,
     plugins.PLUGINS,
+    plugins.SETTINGS,
     studio.GUI,
     style.STYLIZE,
     style.STYLIZE_TRAIN,
@@ -36,6 +37,7 @@ COMMANDS: tuple[Command, ...] = (
             description=bench_cli.DESCRIPTION),
     plugins.PLUGIN,
     compare.COMPARE_PRESETS,
+    *explore.COMMANDS,
 )
 
 

@@ -3,8 +3,9 @@
 - 0: done (also when the reader of our output left early, e.g. ``| head -1``);
 - 1: the work itself failed (training diverged, a plugin check failed, or an
   unexpected error: its traceback goes to a log file, one short line to stderr);
-- 2: the user can fix it (``UserError``: bad path, bad setting, bad value),
-  one line ``error: ...`` on stderr, never a traceback;
+- 2: the user can fix it (``UserError``: bad path, bad setting, bad value; or an
+  ``OSError`` about a file: permission, disk full), one line ``error: ...`` on
+  stderr naming the file, never a traceback;
 - 130: interrupted by a second Ctrl-C (the first one stops training cleanly).
 
 ``GANSTUDIO_TRACEBACK=1`` prints unexpected tracebacks on stderr as well.
@@ -24,7 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run one command under the policy above and return its exit code."""
-    from ganstudio.cli.messages import error_line
+    from ganstudio.cli.messages import error_line, shown, user_file
     from ganstudio.core.errors import UserError
     try:
         return int(func(args) or EXIT_OK)
@@ -37,13 +38,24 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_OK
+    except OSError as e:
+        if e.filename is None:
+            return _unexpected(e)
+        name = shown(user_file(e.filename))
+        print(error_line(f"{name}: {e.strerror or e}"), file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - the last line of defence: log, say it shortly
-        log = write_crash_log(e)
-        where = f"; traceback in {log}" if log else ""
-        print(error_line(f"unexpected {type(e).__name__}: {e}{where}"), file=sys.stderr)
-        if os.environ.get("GANSTUDIO_TRACEBACK"):
-            traceback.print_exc()
-        return EXIT_FAILED
+        return _unexpected(e)
+
+
+def _unexpected(e: BaseException) -> int:
+    from ganstudio.cli.messages import error_line
+    log = write_crash_log(e)
+    where = f"; traceback in {log}" if log else ""
+    print(error_line(f"unexpected {type(e).__name__}: {e}{where}"), file=sys.stderr)
+    if os.environ.get("GANSTUDIO_TRACEBACK"):
+        traceback.print_exc()
+    return EXIT_FAILED
 
 
 def _silence_stdout() -> None:

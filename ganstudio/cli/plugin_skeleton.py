@@ -281,6 +281,9 @@ def write_skeleton(name: str, parent: str | Path = ".") -> Path:
     """Write the skeleton package for ``name`` into ``parent/name``; returns that folder."""
     names = PluginNames(name)
     parent = Path(parent).expanduser()
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"--dir {parent} is a file, not a folder; give the folder to write "
+                        "the plugin into")
     if not parent.is_dir():
         raise UserError(f"folder not found: {parent}")
     root = parent / names.folder

@@ -35,7 +35,7 @@ class _Printer:
                  quiet: bool = False):
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.every_s = 0.2 if self.tty else every_s
+        self.every_s = min(every_s, 0.2) if self.tty else every_s
         self.quiet = quiet
         self._last = 0.0
         self._open = False   # a redrawn line is on screen and needs a newline

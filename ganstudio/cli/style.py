@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ganstudio.cli.command import Command
-from ganstudio.cli.messages import older_checkpoint_warning, shown
+from ganstudio.cli.messages import error_line, older_checkpoint_warning, shown
 
 IMAGE_JOB = "an image-to-image job"
 FEEDFORWARD_NET = "a feed-forward network trained on a folder"
@@ -105,10 +105,10 @@ def _check_output(out: Path) -> None:
     from ganstudio.core.errors import UserError
     from ganstudio.core.image_files import WRITABLE_EXTENSIONS
     if out.suffix.lower() not in WRITABLE_EXTENSIONS:
-        raise UserError(f"output {out}: give an image file name ending in .png, .jpg, .webp, "
+        raise UserError(f"output {shown(out)}: give an image file name ending in .png, .jpg, .webp, "
                         ".bmp or .tif")
     if out.is_dir():
-        raise UserError(f"output {out} is a folder; give an image file name")
+        raise UserError(f"output {shown(out)} is a folder; give an image file name")
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -132,10 +132,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     _check_output(out)
     content, styles = args.inputs[0], args.inputs[1:]
     for role, path in [("content", content)] + [("style", s) for s in styles]:
+        if Path(path).expanduser().is_dir():
+            raise UserError(f"the {role} image {shown(path)} is a folder; give an image file")
         if not Path(path).expanduser().is_file():
-            raise UserError(f"{role} image not found: {path}")
+            raise UserError(f"{role} image not found: {shown(path)}")
         if "|" in path:
-            raise UserError(f"{role} image path {path} contains '|', which separates styles")
+            raise UserError(f"{role} image path {shown(path)} contains '|', which separates "
+                            "styles")
     overrides: dict[str, Any] = parse_set_args(args.set)
     overrides.update(content=str(Path(content).expanduser()),
                      style="|".join(str(Path(s).expanduser()) for s in styles))
@@ -176,7 +179,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGINT, old)
         if isinstance(result, ev.Failed):
-            print(f"error: {result.message}", file=sys.stderr)
+            print(error_line(result.message), file=sys.stderr)
             return 1
         # the declared ImageJob surface: result() in [-1, 1], status() for its counters
         image = ((engine.model.result().detach().float() + 1) / 2).clamp(0, 1)
@@ -186,7 +189,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         evaluations = engine.model.status().get("evaluations")
         counted = f", {int(evaluations)} loss evaluations" if evaluations is not None else ""
         note = "" if result.reason == "completed" else " (stopped early: best so far)"
-        print(f"wrote {out} ({w}x{h}, {engine.step} iterations{counted}, "
+        print(f"wrote {shown(out)} ({w}x{h}, {engine.step} iterations{counted}, "
               f"{seconds:.1f} s){note}")
         return 0
     finally:
@@ -195,7 +198,6 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _apply_net(args: argparse.Namespace) -> int:
-    from ganstudio.cli.progress import CountProgress
     from ganstudio.core.devices import pick_device
     from ganstudio.core.errors import UserError
     from ganstudio.core.feedforward import apply_to_paths, load_feedforward
@@ -207,10 +209,12 @@ def _apply_net(args: argparse.Namespace) -> int:
     _spec, model, step = load_feedforward(
         args.net, get_plugin_manager(args.plugins_dir), device,
         warn=lambda p, why: print(older_checkpoint_warning(p, why), file=sys.stderr))
-    progress = CountProgress("stylizing", quiet=args.quiet)
-    written, ms = apply_to_paths(model, args.inputs, args.out, args.size,
-                                 lambda i, n, path: progress(i, n, path))
-    progress.finish()
+
+    def progress(i: int, n: int, path: Path) -> None:
+        if not args.quiet:
+            print(f"[{i}/{n}] {shown(path)}", file=sys.stderr, flush=True)
+
+    written, ms = apply_to_paths(model, args.inputs, args.out, args.size, progress)
     print(f"stylized {len(written)} image(s) with {shown(args.net)} (step {step}) on "
           f"{device.type}: {ms:.1f} ms per image (network only)")
     return 0

@@ -65,7 +65,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=_D.precision, help="auto (default), fp32 or bf16")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--checkpoint-every", type=float, default=_D.checkpoint_every,
-                   metavar="SECONDS", help="seconds between checkpoints (default 120)")
+                   metavar="SECONDS", help="seconds between checkpoints (default 120; inf: "
+                                           "only at the end and every --checkpoint-steps)")
     p.add_argument("--checkpoint-steps", type=int, default=_D.checkpoint_steps, metavar="N",
                    help="also checkpoint every N steps")
     p.add_argument("--sample-every", type=float, default=_D.sample_every, metavar="SECONDS",
@@ -99,6 +100,7 @@ def run_training(req: TrainRequest) -> int:
     from ganstudio.core.runs import RunFolder
     from ganstudio.plugins import get_plugin_manager
 
+    check_intervals(req)
     pm = get_plugin_manager(req.plugins_dir)
     overrides = parse_set_args(req.set)
     run = RunFolder(req.out)
@@ -149,6 +151,26 @@ def run_training(req: TrainRequest) -> int:
             print(line, file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def check_intervals(req: TrainRequest) -> None:
+    """Refuse interval options that would silently mean something else (0 or -1 kept
+    every checkpoint, a NaN period never sampled)."""
+    import math
+    from ganstudio.core.errors import UserError
+    for option, seconds in (("--checkpoint-every", req.checkpoint_every),
+                            ("--sample-every", req.sample_every)):
+        if math.isnan(seconds) or seconds <= 0:
+            raise UserError(f"{option} must be a number of seconds above 0 (inf: never), "
+                            f"got {seconds:g}")
+    for option, steps in (("--checkpoint-steps", req.checkpoint_steps),
+                          ("--sample-steps", req.sample_steps),
+                          ("--log-steps", req.log_steps), ("--alarm-steps", req.alarm_steps),
+                          ("--quality-steps", req.quality_steps)):
+        if steps < 0:
+            raise UserError(f"{option} must be 0 (off) or a number of steps, got {steps}")
+    if req.keep_checkpoints < 1:
+        raise UserError(f"--keep-checkpoints must be at least 1, got {req.keep_checkpoints}")
 
 
 def engine_settings(req: TrainRequest, total: int) -> Any:

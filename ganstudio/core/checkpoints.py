@@ -138,12 +138,41 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
     return final
 
 
+#: Steps whose checkpoints rotation keeps besides the last N (the best-KID one, pinned ones).
+KEEP_FILE = "keep.json"
+
+
+def write_keep_list(folder: str | os.PathLike, steps: list[int]) -> Path:
+    """Record the steps whose checkpoints pruning must keep (atomic write)."""
+    import json
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / KEEP_FILE
+    tmp = folder / f".{KEEP_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"steps": sorted({int(s) for s in steps})}), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_keep_list(folder: str | os.PathLike) -> set[int]:
+    """Steps listed in ``folder/keep.json``; empty when the file is missing or malformed."""
+    import json
+    try:
+        steps = json.loads((Path(folder) / KEEP_FILE).read_text(encoding="utf-8"))["steps"]
+        return {int(s) for s in steps if isinstance(s, int)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def _prunable(folder: Path, keep_last: int, known_good: Path) -> list[Path]:
     """Checkpoints beyond the newest ``keep_last`` ones that verify (``known_good`` was
-    just written and is not read again)."""
+    just written and is not read again); those listed in keep.json are never pruned."""
     newest_first = list(reversed(list_checkpoints(folder)))
+    protected = {folder / checkpoint_name(s) for s in read_keep_list(folder)}
     kept, out = 0, []
     for p in newest_first:
+        if p in protected:
+            continue
         if kept >= keep_last:
             out.append(p)
         elif p == known_good or verify_checkpoint(p) is None:

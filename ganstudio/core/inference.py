@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .checkpoints import load_latest
+from .checkpoints import load_checkpoint, load_latest
 from .config import resolve_config
 from .errors import CheckpointError
 from .model import GAN, ModelSpec
@@ -14,8 +14,9 @@ from .runs import RunFolder
 
 
 def load_trained(run_dir: str | Path, plugin_manager: Any, device: str | torch.device = "cpu",
-                 warn=None) -> tuple[ModelSpec, Any, dict]:
-    """(spec, model, checkpoint state) for the newest valid checkpoint of a run.
+                 warn=None, checkpoint: str | Path | None = None) -> tuple[ModelSpec, Any, dict]:
+    """(spec, model, checkpoint state) for the newest valid checkpoint of a run,
+    or for the checkpoint file ``checkpoint`` when one is given.
 
     Raises UserError when the folder is not a run, the model's plugin is not
     installed, or no checkpoint can be loaded.
@@ -23,7 +24,10 @@ def load_trained(run_dir: str | Path, plugin_manager: Any, device: str | torch.d
     run = RunFolder(run_dir)
     info = run.read_info()
     spec = plugin_manager.get_model(info["model_id"])
-    loaded = load_latest(run.checkpoints_dir, map_location="cpu", on_skip=warn)
+    if checkpoint is not None:
+        loaded = Path(checkpoint), load_checkpoint(checkpoint, map_location="cpu")
+    else:
+        loaded = load_latest(run.checkpoints_dir, map_location="cpu", on_skip=warn)
     if loaded is None:
         raise CheckpointError(f"no usable checkpoint in {run.checkpoints_dir}")
     path, state = loaded

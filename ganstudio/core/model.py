@@ -71,6 +71,9 @@ class ModelSpec:
     test_settings: settings that make the model tiny and fast for the
                conformance kit (e.g. ``{"g_features": 4, "resolution": 16}``).
     capabilities: a subset of :data:`CAPABILITIES`.
+    quick_settings: settings for a quick first look on a CPU (smaller images,
+               narrower networks); the studio's demo and the run-time estimate's
+               faster alternatives use them.
     """
 
     id: str
@@ -84,6 +87,7 @@ class ModelSpec:
     learning_rates: Sequence[str] = ()
     test_settings: dict[str, Any] = dc_field(default_factory=dict)
     capabilities: frozenset[str] = frozenset()
+    quick_settings: dict[str, Any] = dc_field(default_factory=dict)
     plugin: str = ""  # filled in by the plugin manager
 
     def has(self, capability: str) -> bool:

@@ -73,7 +73,7 @@ class Trainer:
                 str(self.run_dir), "--resume", "--steps", str(steps), "--device", "cpu",
                 "--quiet", "--set", "latent_dim=256", "--checkpoint-steps", "3",
                 "--sample-steps", "7", "--log-steps", "1", "--keep-checkpoints", "3",
-                "--checkpoint-every", "0"]
+                "--checkpoint-every", "inf"]
 
     def start(self, steps: int = 10**7, *, wrapper: str | None = None,
               preexec=None, **env: str) -> tuple[subprocess.Popen, Path]:

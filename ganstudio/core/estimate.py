@@ -1,0 +1,168 @@
+"""How long a training run will take on this device: measured, not guessed.
+
+Before a run starts, :func:`estimate_run` builds the model with the run's
+settings on the chosen device and precision, times a few real training steps
+on random images of the run's shape (the first step, which allocates and
+warms caches, is not counted), times one render of the sample grid, and
+scales to the run's step budget. :func:`faster_alternatives` measures the
+same for lighter settings the model declares (``ModelSpec.quick_settings``)
+and for fewer steps, so a face can offer a run that finishes in reasonable
+time on this machine. Returns data only; the CLI and the studio word it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .config import resolve_config
+from .data import DeviceImages
+from .devices import pick_device
+from .errors import UserError
+from .model import FOLDER_KINDS, GAN, ModelSpec
+
+#: The engine renders the fixed-noise grid about this often (seconds).
+SAMPLE_EVERY_S = 5.0
+#: Share of training time the engine's monitors, logging and checkpoints may take.
+MONITOR_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """The measured cost of a run.
+
+    changes:  settings that differ from what was asked (empty for the run as asked),
+              plus ``"steps"`` when the step budget differs.
+    """
+
+    steps: int
+    seconds_per_step: float
+    total_seconds: float
+    images_per_second: float
+    device: str
+    precision: str
+    config: dict[str, Any]
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def _step_shape(spec: ModelSpec, config: dict[str, Any]) -> tuple[int, int, int]:
+    if spec.kind not in FOLDER_KINDS:
+        raise UserError(f"{spec.id}: only models trained on an image folder have a run "
+                        "time to estimate")
+    return int(config["channels"]), int(config["resolution"]), int(config["resolution"])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # timing needs the queued kernels done (a deliberate sync)
+        torch.cuda.synchronize(device)
+
+
+def measure(spec: ModelSpec, overrides: dict[str, Any] | None, steps: int, *,
+            device: str = "auto", precision: str = "auto", timed_steps: int = 3,
+            max_seconds: float = 20.0, n_samples: int = 64,
+            cancelled: Callable[[], bool] | None = None) -> RunEstimate:
+    """Time ``timed_steps`` training steps (after one warm-up step) of ``spec`` with
+    ``overrides`` and return the estimate for ``steps`` steps. Stops timing early
+    once ``max_seconds`` have been spent (at least one timed step is always made)."""
+    config = resolve_config(spec.schema, overrides or {})
+    shape = _step_shape(spec, config)
+    choice = pick_device(device, precision=precision)
+    dev = choice.device
+    autocast = (torch.autocast(dev.type, dtype=choice.autocast_dtype)
+                if choice.autocast_dtype is not None else None)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(0)
+        model = spec.factory(config, shape, dev)
+        n_images = max(2 * int(model.batch_size), 16)
+        images = torch.randint(0, 256, (n_images, *shape), dtype=torch.uint8)
+        data = DeviceImages(images, dev, seed=0)
+        model.attach_data(data)
+
+        def one_step() -> int:
+            want = int(model.batch_size)
+            real = None if model.draws_own_batches else data.batch(want)
+            if autocast is not None:
+                with autocast:
+                    model.train_step(real)
+            else:
+                model.train_step(real)
+            return want
+
+        one_step()  # warm-up: allocation, algorithm choice, lazy initialisation
+        _sync(dev)
+        spent, done, images_seen = 0.0, 0, 0
+        while done < max(1, timed_steps):
+            if cancelled is not None and cancelled():
+                break
+            t0 = time.perf_counter()
+            images_seen += one_step()
+            _sync(dev)
+            spent += time.perf_counter() - t0
+            done += 1
+            if spent >= max_seconds:
+                break
+        per_step = spent / max(done, 1)
+        sample_s = 0.0
+        if spec.kind == GAN:  # the engine renders a grid of samples for GANs
+            z = model.make_latents(n_samples)
+            t0 = time.perf_counter()
+            model.sample(z)
+            _sync(dev)
+            sample_s = time.perf_counter() - t0
+    train_s = per_step * steps
+    # The grid is rendered every SAMPLE_EVERY_S of training, plus the monitors' share.
+    renders = train_s / SAMPLE_EVERY_S
+    total = train_s * (1.0 + MONITOR_SHARE) + renders * sample_s
+    ips = (images_seen / spent) if spent > 0 else math.nan
+    return RunEstimate(steps=int(steps), seconds_per_step=per_step, total_seconds=total,
+                       images_per_second=ips, device=choice.name, precision=choice.precision,
+                       config=config)
+
+
+def faster_alternatives(spec: ModelSpec, overrides: dict[str, Any] | None, steps: int,
+                        target_seconds: float, *, device: str = "auto",
+                        precision: str = "auto", measured: RunEstimate | None = None,
+                        **kwargs: Any) -> list[RunEstimate]:
+    """Lighter runs that fit ``target_seconds`` on this device, fastest first kept last.
+
+    Candidates: the model's declared ``quick_settings`` at the same step budget,
+    then, for the run as asked and for the quick settings, the step budget cut to
+    fit the target (never below a tenth of the budget asked: fewer steps teach
+    too little to be worth offering). Each candidate is measured."""
+    overrides = dict(overrides or {})
+    asked = measured or measure(spec, overrides, steps, device=device, precision=precision,
+                                **kwargs)
+    out: list[RunEstimate] = []
+    quick = {k: v for k, v in (spec.quick_settings or {}).items()
+             if spec.field(k) is not None and overrides.get(k, asked.config.get(k)) != v}
+    light = None
+    if quick:
+        light = measure(spec, {**overrides, **quick}, steps, device=device,
+                        precision=precision, **kwargs)
+        light = _with_changes(light, quick)
+        if light.total_seconds <= target_seconds:
+            out.append(light)
+    for base in (asked, light):
+        if base is None or base.total_seconds <= target_seconds:
+            continue
+        fit_steps = int(steps * target_seconds / base.total_seconds)
+        if fit_steps >= max(1, steps // 10):
+            scale = fit_steps / steps
+            out.append(RunEstimate(
+                steps=fit_steps, seconds_per_step=base.seconds_per_step,
+                total_seconds=base.total_seconds * scale,
+                images_per_second=base.images_per_second, device=base.device,
+                precision=base.precision, config=base.config,
+                changes={**base.changes, "steps": fit_steps}))
+    return out
+
+
+def _with_changes(estimate: RunEstimate, changes: dict[str, Any]) -> RunEstimate:
+    return RunEstimate(steps=estimate.steps, seconds_per_step=estimate.seconds_per_step,
+                       total_seconds=estimate.total_seconds,
+                       images_per_second=estimate.images_per_second, device=estimate.device,
+                       precision=estimate.precision, config=estimate.config,
+                       changes=dict(changes))

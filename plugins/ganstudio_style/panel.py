@@ -204,8 +204,11 @@ class StylePanel(QWidget):
 
     def changeEvent(self, event) -> None:  # noqa: N802
         super().changeEvent(event)
-        if event.type() in (QEvent.StyleChange, QEvent.PaletteChange):
-            self.chart.apply_theme(current_theme())  # the chart follows the studio's theme
+        if event.type() == QEvent.PaletteChange:
+            # the chart follows the studio's theme; the palette changes first, before the
+            # theme's name is recorded, so the name is read from the palette itself
+            dark = self.palette().window().color().lightness() < 128
+            self.chart.apply_theme("dark" if dark else "light")
 
     # -- inputs (the pages hold them; these are the tab's shortcuts) -------------------------
     def set_content(self, path: str) -> None:

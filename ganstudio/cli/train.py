@@ -31,6 +31,7 @@ class TrainRequest:
     device: str = "auto"
     precision: str = "auto"
     resume: bool = False
+    init_from: str | None = None                        # RUN[:CHECKPOINT] to start from
     checkpoint_every: float = 120.0
     checkpoint_steps: int = 0
     sample_every: float = 5.0
@@ -64,6 +65,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=_D.device, help="auto (default), cpu, cuda or mps")
     p.add_argument("--precision", default=_D.precision, help="auto (default), fp32 or bf16")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", metavar="RUN[:CHECKPOINT]", default=None,
+                   help="start a new run from another run's network weights (fine-tuning; "
+                        "same model, its settings unless --set changes them; CHECKPOINT: a "
+                        "step or a checkpoint file name, default the newest)")
     p.add_argument("--checkpoint-every", type=float, default=_D.checkpoint_every,
                    metavar="SECONDS", help="seconds between checkpoints (default 120; inf: "
                                            "only at the end and every --checkpoint-steps)")
@@ -108,6 +113,9 @@ def run_training(req: TrainRequest) -> int:
     if model_id is None:
         if req.resume and run.exists():
             model_id = run.read_info()["model_id"]
+        elif req.init_from:    # fine-tuning: the source run's model
+            from ganstudio.core.finetune import split_reference
+            model_id = RunFolder(split_reference(req.init_from)[0]).read_info()["model_id"]
         else:
             raise UserError("--model is required (see 'ganstudio plugins' for the installed models)")
     spec = pm.get_model(model_id)
@@ -133,6 +141,7 @@ def run_training(req: TrainRequest) -> int:
     progress = ConsoleProgress(quiet=req.quiet)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
+                    init_from=req.init_from,
                     listeners=[progress, pm.metrics_listener(str(run.path))],
                     plugin_version=pm.plugin_version(spec))
 

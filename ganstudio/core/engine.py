@@ -26,6 +26,7 @@ import torch
 
 import ganstudio
 from . import events as ev
+from . import finetune
 from .checkpoints import is_disk_full, load_latest, save_checkpoint, set_aside
 from .config import resolve_config
 from .data import DatasetReport, DeviceImages, load_dataset
@@ -139,7 +140,8 @@ class Engine:
                  resume: bool = False,
                  images: torch.Tensor | None = None,
                  cache_dir: str | Path | None = None,
-                 plugin_version: str = ""):
+                 plugin_version: str = "",
+                 init_from: str | None = None):
         self.spec = spec
         self.run = RunFolder(run_dir)
         self.data_folder = Path(data_folder).expanduser() if data_folder else None
@@ -150,6 +152,8 @@ class Engine:
         self.preloaded = images
         self.cache_dir = cache_dir
         self.plugin_version = plugin_version
+        self.init_from = init_from        # RUN[:CHECKPOINT] a new run starts from (finetune)
+        self.init_record: dict[str, Any] | None = None
         self.commands = _Commands()
         self.step = 0
         self.images_seen = 0
@@ -241,6 +245,11 @@ class Engine:
                 raise UserError(f"run folder {self.run.path} already holds a run; "
                                 "resume it (--resume) or choose another folder")
         base = info["config"] if info else None
+        source = None
+        if self.init_from and not (self.resume_requested and existing):
+            # a new run from another run's weights: its settings are the defaults here
+            source = finetune.resolve(self.init_from, self.spec)
+            base = source.config
         self.config = resolve_config(self.spec.schema, self.overrides, base=base)
         if self.data_folder is None and info and (info.get("dataset") or {}).get("folder"):
             self.data_folder = Path(info["dataset"]["folder"])
@@ -270,6 +279,8 @@ class Engine:
         self.model = self.spec.factory(self.config, image_shape, self.device.device)
         if self.data is not None:
             self.model.attach_data(self.data)
+        if source is not None:
+            self.init_record = finetune.start_from(source, self.model, self.config)
 
         g = torch.Generator().manual_seed(int(self.config.get("seed", 0)) + 1)
         if self.spec.kind == GAN:
@@ -295,6 +306,8 @@ class Engine:
             "dataset": self.report.to_dict() if self.report else None,
             "host": platform.node(),
         }
+        if self.init_record is not None:
+            run_info["init_from"] = self.init_record
         if existing and info is not None:
             run_info["created"] = info.get("created")
             self.run.write_info({**info, **run_info})

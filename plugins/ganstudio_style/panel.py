@@ -25,7 +25,7 @@ import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QScrollArea, QSlider, QSplitter, QTabWidget, QVBoxLayout,
+                               QSlider, QSplitter, QTabWidget, QVBoxLayout,
                                QWidget)
 
 from ganstudio.core import events as ev
@@ -40,7 +40,7 @@ from .panel_estimate import Estimator
 from .panel_fast import FastPage
 from .panel_repaint import RepaintPage
 from .panel_weights import WeightsBox
-from .panel_widgets import CompareView, dropped_paths, is_image
+from .panel_widgets import CompareView, dropped_paths, is_image, scrolled, sentence
 from .tools import apply_network, export_network_onnx, save_picture
 
 LOSS_KEYS = ("loss", "content", "style", "tv")
@@ -106,7 +106,12 @@ class StylePanel(QWidget):
             "A smaller size or fewer iterations finish sooner.", self)
         self.repaint.settingsChanged.connect(self.repaint_estimate.schedule)
         self.modes = QTabWidget()
-        self.modes.addTab(self._scrolled(self.repaint), "Repaint")
+        repaint_tab = QWidget()
+        rl = QVBoxLayout(repaint_tab)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(scrolled(self.repaint), 1)
+        rl.addWidget(self.repaint.footer)
+        self.modes.addTab(repaint_tab, "Repaint")
         self.fast: FastPage | None = None
         if self.fast_spec is not None:
             self.fast = FastPage(self.fast_spec)
@@ -121,7 +126,8 @@ class StylePanel(QWidget):
                           f"{c['resolution']} px",
                 "Fewer steps or a smaller resolution finish sooner.", self)
             self.fast.settingsChanged.connect(self.fast_estimate.schedule)
-            self.modes.addTab(self._scrolled(self.fast), "Fast network")
+            self.fast_scroll = scrolled(self.fast)
+            self.modes.addTab(self.fast_scroll, "Fast network")
         self.modes.currentChanged.connect(lambda _i: self._estimator().schedule())
 
         left = QWidget()
@@ -169,15 +175,6 @@ class StylePanel(QWidget):
         layout = QHBoxLayout(self)
         layout.addWidget(split)
         self.setAcceptDrops(True)
-
-    @staticmethod
-    def _scrolled(page: QWidget) -> QScrollArea:
-        """Each page scrolls on its own, so the tab fits a laptop screen."""
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        scroll.setWidget(page)
-        return scroll
 
     def _apply_device_defaults(self) -> None:
         """Smaller settings on a CPU (the schema's defaults take tens of minutes there)."""
@@ -247,7 +244,7 @@ class StylePanel(QWidget):
         actions = [("Browse…", self.weights.choose_file)]
         if self.weights.status.downloadable:
             actions.insert(0, ("Download…", self.weights.start_download))
-        page.notice.show_text(self.weights.needed_text(), *actions)
+        self._notify(page.notice, self.weights.needed_text(), *actions)
         self._say(self.weights.needed_text())
         return False
 
@@ -266,7 +263,7 @@ class StylePanel(QWidget):
         try:
             overrides = self.repaint.overrides(self.weights.explicit())
         except (UserError, ConfigError) as e:
-            self.repaint.notice.show_text(str(e)[:1].upper() + str(e)[1:] + ".")
+            self._notify(self.repaint.notice, sentence(str(e)))
             self._say(str(e))
             return False
         if not self._weights_ready(self.repaint):
@@ -291,7 +288,7 @@ class StylePanel(QWidget):
         try:
             overrides, data, run_dir, steps = self.fast.training(self.weights.explicit())
         except (UserError, ConfigError) as e:
-            self.fast.notice.show_text(str(e)[:1].upper() + str(e)[1:] + ".")
+            self._notify(self.fast.notice, sentence(str(e)))
             self._say(str(e))
             return False
         if not self._weights_ready(self.fast):
@@ -357,7 +354,7 @@ class StylePanel(QWidget):
             self.save_button.setEnabled(True)
             self.resultReady.emit()
         if outcome.reason == "failed":
-            self._page.notice.show_text(outcome.message)
+            self._notify(self._page.notice, outcome.message)
             self._say(outcome.message)
             return
         unit = "iterations" if self._page is self.repaint else "steps"
@@ -367,7 +364,7 @@ class StylePanel(QWidget):
 
     def _on_job_error(self, message: str, _tb: str) -> None:
         self._outcome = JobOutcome("failed", 0, self.run_dir or Path("."), message)
-        self._page.notice.show_text(message)
+        self._notify(self._page.notice, message)
         self._say(message)
 
     def _on_job_done(self) -> None:
@@ -406,7 +403,7 @@ class StylePanel(QWidget):
         try:
             net_dir, inputs, out, size = self.fast.applying()
         except UserError as e:
-            self.fast.apply_notice.show_text(str(e)[:1].upper() + str(e)[1:] + ".")
+            self._notify(self.fast.apply_notice, sentence(str(e)))
             self._say(str(e))
             return False
         self.fast.apply_notice.clear()
@@ -434,7 +431,7 @@ class StylePanel(QWidget):
         self.applyFinished.emit(len(applied.written))
 
     def _on_apply_error(self, message: str, _tb: str) -> None:
-        self.fast.apply_notice.show_text(message)
+        self._notify(self.fast.apply_notice, message)
         self._say(message)
         self.applyFinished.emit(-1)
 
@@ -447,7 +444,7 @@ class StylePanel(QWidget):
     def export_onnx(self, path: str | Path) -> bool:
         net_dir = self.fast.net_edit.text().strip()
         if not net_dir:
-            self.fast.apply_notice.show_text("Choose the trained network's run folder first.")
+            self._notify(self.fast.apply_notice, "Choose the trained network's run folder first.")
             return False
         pm = self.pm
         self._say("Exporting the network to ONNX and checking it in onnxruntime…")
@@ -462,7 +459,7 @@ class StylePanel(QWidget):
         self.exportFinished.emit(str(report.path))
 
     def _on_export_error(self, message: str, _tb: str) -> None:
-        self.fast.apply_notice.show_text(message)
+        self._notify(self.fast.apply_notice, message)
         self._say(message)
         self.exportFinished.emit("")
 
@@ -486,6 +483,12 @@ class StylePanel(QWidget):
         if self._temp_run is not None and not self.running:
             shutil.rmtree(self._temp_run, ignore_errors=True)
             self._temp_run = None
+
+    def _notify(self, notice: Any, text: str, *actions: Any) -> None:
+        """Show ``text`` in ``notice`` (next to the button that was used), scrolled into view."""
+        notice.show_text(text, *actions)
+        if self.fast is not None and self.fast.isAncestorOf(notice):
+            QTimer.singleShot(0, lambda: self.fast_scroll.ensureWidgetVisible(notice))
 
     def _say(self, text: str) -> None:
         self.status.setText(text)

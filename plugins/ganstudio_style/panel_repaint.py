@@ -88,13 +88,18 @@ class RepaintPage(QWidget):
         v.addLayout(prow)
         guard_wheel(self.blend_spin, self.preview_every)  # the tab scrolls; values stay put
 
+        # The footer (estimate, message, Start / Stop) stays in view below the scrolled
+        # settings: the tab places it; a message about Start is never off screen.
+        self.footer = QWidget()
+        fv = QVBoxLayout(self.footer)
+        fv.setContentsMargins(0, 4, 0, 0)
         self.estimate = QLabel("")
         self.estimate.setWordWrap(True)
         self.estimate.setToolTip("Measured on this device with a short VGG-19 pass, scaled to "
                                  "the size and iterations")
-        v.addWidget(self.estimate)
+        fv.addWidget(self.estimate)
         self.notice = Notice()
-        v.addWidget(self.notice)
+        fv.addWidget(self.notice)
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.startRequested)
         self.stop_button = QPushButton("Stop (keep best)")
@@ -103,7 +108,7 @@ class RepaintPage(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.start_button)
         row.addWidget(self.stop_button)
-        v.addLayout(row)
+        fv.addLayout(row)
 
     # -- inputs ------------------------------------------------------------------------------
     def set_content(self, path: str) -> None:

@@ -8,7 +8,7 @@ from typing import Callable
 from PySide6.QtCore import QPoint, QRect, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QSizePolicy, QVBoxLayout, QWidget)
+                               QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
 from ganstudio.core.data import IMAGE_EXTENSIONS
 
@@ -117,8 +117,10 @@ class CompareView(QWidget):
             p.drawText(self.rect(), Qt.AlignCenter, "The result appears here")
             return
         p.setRenderHint(QPainter.SmoothPixmapTransform)
-        if self.after is not None:
-            p.drawImage(rect, self.after)
+        if self.after is None:  # nothing made yet: show the original whole
+            p.drawImage(rect, self.before)
+            return
+        p.drawImage(rect, self.after)
         if self.before is not None and self.split > 0:
             cut = int(rect.width() * self.split)
             src_w = int(self.before.width() * self.split)
@@ -195,3 +197,18 @@ class Notice(QWidget):
     @property
     def text(self) -> str:
         return self.label.text() if self.shown else ""
+
+
+def scrolled(page: QWidget) -> QScrollArea:
+    """``page`` in a frameless scroll area, so a tall page fits a laptop screen."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.NoFrame)
+    scroll.setWidget(page)
+    return scroll
+
+
+def sentence(text: str) -> str:
+    """'choose a content picture first' -> 'Choose a content picture first.'"""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")

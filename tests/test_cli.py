@@ -476,12 +476,22 @@ def test_count_progress_shows_done_total_and_eta_on_a_terminal():
     assert stream.getvalue().endswith("\n")
 
 
-def test_a_write_error_names_the_users_file_not_a_temporary_one(trained_run, tmp_path, capsys):
-    (tmp_path / "g.png.tmp").mkdir()   # the grid's temporary sibling cannot be written
+def test_a_write_error_names_the_users_file_not_a_temporary_one(trained_run, tmp_path, capsys,
+                                                                 monkeypatch):
+    (tmp_path / "g.png.tmp").mkdir()   # something under an old temporary name: not in the way
     code, _, err = run_cli(capsys, "sample", "--run", str(trained_run), "--n", "2",
                            "--out", str(tmp_path / "g.png"))
-    assert_user_error(code, err, f"cannot write {tmp_path / 'g.png'}:")
-    assert ".tmp" not in err
+    assert code == 0 and (tmp_path / "g.png").is_file(), err
+    from PIL import Image
+
+    def disk_full(self, fp, *args, **kwargs):   # the temporary file cannot be written
+        raise OSError(28, "No space left on device", getattr(fp, "name", None))
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    code, _, err = run_cli(capsys, "sample", "--run", str(trained_run), "--n", "2",
+                           "--out", str(tmp_path / "h.png"))
+    assert_user_error(code, err, f"cannot write {tmp_path / 'h.png'}:", "No space left")
+    assert ".tmp" not in err and not (tmp_path / "h.png").exists()
 
 
 def test_an_os_error_escaping_a_command_is_one_line_naming_the_users_file(capsys):

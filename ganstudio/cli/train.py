@@ -31,6 +31,7 @@ class TrainRequest:
     device: str = "auto"
     precision: str = "auto"
     resume: bool = False
+    restart: bool = False
     init_from: str | None = None                        # RUN[:CHECKPOINT] to start from
     checkpoint_every: float = 120.0
     checkpoint_steps: int = 0
@@ -65,6 +66,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=_D.device, help="auto (default), cpu, cuda or mps")
     p.add_argument("--precision", default=_D.precision, help="auto (default), fp32 or bf16")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--restart", action="store_true",
+                   help="start the run in --out over from step 0; its history moves to "
+                        "--out/previous-<date>-<time>/")
     p.add_argument("--init-from", metavar="RUN[:CHECKPOINT]", default=None,
                    help="start a new run from another run's network weights (fine-tuning; "
                         "same model, its settings unless --set changes them; CHECKPOINT: a "
@@ -111,7 +115,7 @@ def run_training(req: TrainRequest) -> int:
     run = RunFolder(req.out)
     model_id = req.model
     if model_id is None:
-        if req.resume and run.exists():
+        if (req.resume or req.restart) and run.exists():
             model_id = run.read_info()["model_id"]
         elif req.init_from:    # fine-tuning: the source run's model
             from ganstudio.core.finetune import split_reference
@@ -127,7 +131,7 @@ def run_training(req: TrainRequest) -> int:
         print(f"nothing to resume in {shown(run.path)} yet; starting a new run", file=sys.stderr)
     if spec.kind != "gan":
         raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
-    if req.data is None and not req.resume:
+    if req.data is None and not ((req.resume or req.restart) and run.exists()):
         raise UserError("--data DIR is required (the folder of training images)")
     if req.data is not None and not Path(req.data).expanduser().is_dir():
         if Path(req.data).expanduser().exists():
@@ -141,6 +145,7 @@ def run_training(req: TrainRequest) -> int:
     progress = ConsoleProgress(quiet=req.quiet)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
+                    restart=req.restart,
                     init_from=req.init_from,
                     listeners=[progress, pm.metrics_listener(str(run.path))],
                     plugin_version=pm.plugin_version(spec))
@@ -148,6 +153,9 @@ def run_training(req: TrainRequest) -> int:
     preparing = CountProgress("preparing images", quiet=req.quiet)
     engine.prepare(progress=preparing)
     preparing.finish()
+    if engine.history_moved_to is not None:
+        print(f"started over; the earlier history is in {shown(engine.history_moved_to)}",
+              file=sys.stderr)
     if engine.report is not None:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
         for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files

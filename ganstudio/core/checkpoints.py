@@ -8,26 +8,36 @@ one, never a half file under a checkpoint's name. Loading checks the header
 and the checksum first and then uses ``torch.load(weights_only=True)``, which
 refuses pickled code: a crafted file is rejected, not run.
 
-A process killed while writing leaves a hidden ``.ckpt_<step>.pt.<pid>.tmp``
-file; it is never taken for a checkpoint and the next writer removes it.
+A process killed while writing leaves a hidden ``.ckpt_<step>.pt.<pid>.<random>.tmp``
+file (see :mod:`ganstudio.core.safe_files`: created exclusively, never through a
+link); it is never taken for a checkpoint and the next writer removes it.
+
+A checkpoint's contents are checked too (:func:`check_state`): a file with a
+valid checksum may still have been crafted, so the step, the model id and the
+shape of the state are validated before a run resumes from it, prunes older
+checkpoints or drops history after it.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
 import io
+import math
 import os
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from .errors import CheckpointError
+from .safe_files import atomic_file, pid_alive, remove_stale_temporaries, write_atomic
 
 MAGIC = b"GANSTUDIO-CKPT 1 "
 HEADER_SIZE = 96
 NAME_RE = re.compile(r"^ckpt_(\d{8,})\.pt$")
+#: Temporary names of earlier versions (``.ckpt_<step>.pt.<pid>.tmp``), still cleaned up.
 TEMP_RE = re.compile(r"^\.ckpt_\d{8,}\.pt\.(\d+)\.tmp$")
 #: Bytes per write call: a write cut short by a kill or a full disk stops at a chunk.
 WRITE_CHUNK = 1 << 20
@@ -37,45 +47,23 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:08d}.pt"
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, OverflowError):
-        return True  # someone else's live process, or cannot tell: leave its file alone
-    return True
+_pid_alive = pid_alive  # kept for callers of earlier versions
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Delete temporary files left by writers that died mid-write (their pid is gone)."""
     folder = Path(folder)
-    removed = []
+    removed = remove_stale_temporaries(folder)
     try:
-        entries = list(folder.iterdir())
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
-    for p in entries:
-        m = TEMP_RE.match(p.name)
-        if m and not _pid_alive(int(m.group(1))):
+    for entry in entries:
+        m = TEMP_RE.match(entry.name)
+        if m and not pid_alive(int(m.group(1))):
             try:
-                p.unlink()
-                removed.append(p)
+                os.unlink(entry.path)  # removes a planted link itself, never its target
+                removed.append(Path(entry.path))
             except OSError:
                 pass
     return removed
@@ -98,35 +86,26 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
-                    *, keep_last: int = 3) -> Path:
+                    *, keep_last: int = 3, within: str | os.PathLike | None = None) -> Path:
     """Write ``state`` as ``folder/ckpt_<step>.pt`` atomically; prune to ``keep_last``.
 
-    Raises OSError (e.g. disk full) with the temporary file removed and older
-    checkpoints untouched. Pruning happens only after the new file is in place.
+    ``within`` is the run folder: the folders below it are entered without following
+    links (see :func:`ganstudio.core.safe_files.atomic_file`). Raises OSError (e.g. disk
+    full) naming the checkpoint, with the temporary file removed and older checkpoints
+    untouched; UnsafeFileError when the checkpoint's name is a link. Pruning happens
+    only after the new file is in place.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(folder)
     buf = io.BytesIO()
     torch.save(state, buf)
     payload = buf.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode()
     header = (MAGIC + digest + b"\n").ljust(HEADER_SIZE, b" ")
     final = folder / checkpoint_name(step)
-    tmp = folder / f".{final.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            _write_all(f, header, payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+    with atomic_file(final, "wb", within=within if within is not None else folder.parent,
+                     fsync=True) as f:
+        remove_stale_temp_files(folder)
+        _write_all(f, header, payload)
     if keep_last > 0:
         # Keep the newest ``keep_last`` files that verify: pruning must never remove the
         # last good checkpoint because newer ones were damaged after writing.
@@ -146,11 +125,10 @@ def write_keep_list(folder: str | os.PathLike, steps: list[int]) -> Path:
     """Record the steps whose checkpoints pruning must keep (atomic write)."""
     import json
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / KEEP_FILE
-    tmp = folder / f".{KEEP_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"steps": sorted({int(s) for s in steps})}), encoding="utf-8")
-    os.replace(tmp, path)
+    # a fresh temporary name, no link followed (the run folder may come from elsewhere)
+    write_atomic(path, json.dumps({"steps": sorted({int(s) for s in steps})}),
+                 within=folder.parent, fsync=False)
     return path
 
 
@@ -228,14 +206,105 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(problem)
     payload = raw[HEADER_SIZE:]
     try:
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        state = _torch_load(io.BytesIO(payload), map_location)
     except Exception as e:  # UnpicklingError for anything that is not plain data
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise CheckpointError(f"checkpoint {path} was refused: it holds more than plain "
-                              f"tensors and values ({first})") from None
+                              f"tensors and values ({_load_failure(e)})") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} does not hold a state dictionary")
+        raise CheckpointError(f"checkpoint {path} was refused: it does not hold a state "
+                              "dictionary")
     return state
+
+
+def _torch_load(source: Any, map_location: Any) -> Any:
+    """``torch.load`` with ``weights_only=True`` (no code runs) and its warnings muted
+    (they speak to developers, e.g. of pickle protocols)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(source, map_location=map_location, weights_only=True)
+
+
+#: Sentences of torch's refusal that are advice, not a reason. One of them says to load
+#: with ``weights_only=False`` or to allow-list the named function, either of which would
+#: run whatever code the file holds: never shown.
+_ADVICE = ("weights only load failed", "weights_only", "file an issue", "documentation",
+           "trust", "will likely succeed", "please use", "safe_globals", "allowlist",
+           "two options", "can still be loaded", "alternatively", "pytorch 2.6")
+
+
+def _load_failure(error: BaseException) -> str:
+    """Why ``torch.load`` refused a file, without torch's advice."""
+    from .safe_files import printable
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    m = re.search(r"WeightsUnpickler error:(.*)", text, re.S)
+    body = m.group(1) if m else text
+    kept = []
+    for sentence in re.split(r"(?<=\.)\s+|\n", body):
+        sentence = sentence.strip().lstrip("(12) ").strip()
+        if sentence and not any(a in sentence.lower() for a in _ADVICE):
+            kept.append(sentence)
+    reason = printable(" ".join(kept))[:300]
+    return reason or f"{error.__class__.__name__}: not plain data"
+
+
+def check_state(state: Any, path: str | os.PathLike, *, model_id: str | None = None,
+                max_step: int | None = None) -> str | None:
+    """None when a loaded checkpoint's contents are well-formed; else why not.
+
+    A checksum proves only that the file is whole; a crafted file can carry any values.
+    Checked here: a dictionary; ``step`` a non-negative integer, equal to the step in
+    the file's name and not beyond ``max_step`` (how far the run's own records go);
+    ``model_id`` a string equal to ``model_id``; ``model`` a dictionary; ``config``,
+    ``data`` and ``rng`` dictionaries when present; ``images_seen`` a non-negative
+    integer and ``elapsed`` a finite non-negative number when present; ``fixed_noise``
+    a tensor or None."""
+    path = Path(path)
+    where = f"checkpoint {path} was refused"
+    if not isinstance(state, dict):
+        return f"{where}: it does not hold a state dictionary"
+    step = state.get("step")
+    if not _is_int(step) or step < 0:
+        return f"{where}: its step ({_short(step)}) is not a non-negative whole number"
+    m = NAME_RE.match(path.name)
+    if m and int(m.group(1)) != step:
+        return f"{where}: its step ({step}) differs from the step in its name"
+    if max_step is not None and step > max_step:
+        return (f"{where}: its step ({step}) lies beyond this run's records (step "
+                f"{max_step} at most)")
+    mid = state.get("model_id")
+    if not isinstance(mid, str):
+        return f"{where}: its model id ({_short(mid)}) is not a name"
+    if model_id is not None and mid != model_id:
+        return f"{where}: it belongs to model '{_short(mid)}', not '{model_id}'"
+    if not isinstance(state.get("model"), dict):
+        return f"{where}: its model state is missing or not a dictionary"
+    for key in ("config", "data", "rng"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            return f"{where}: its '{key}' is not a dictionary"
+    seen = state.get("images_seen", 0)
+    if not _is_int(seen) or seen < 0:
+        return f"{where}: its 'images_seen' ({_short(seen)}) is not a non-negative whole number"
+    elapsed = state.get("elapsed", 0.0)
+    if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool) \
+            or not math.isfinite(elapsed) or elapsed < 0:
+        return f"{where}: its 'elapsed' ({_short(elapsed)}) is not a time"
+    noise = state.get("fixed_noise")
+    if noise is not None and not isinstance(noise, torch.Tensor):
+        return f"{where}: its 'fixed_noise' is not a tensor"
+    for name, value in (state.get("rng") or {}).items():
+        if not isinstance(value, torch.Tensor):
+            return f"{where}: its random state '{_short(name)}' is not a tensor"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    from .safe_files import printable
+    text = printable(repr(value))
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def set_aside(path: str | os.PathLike, why: str = "damaged") -> Path | None:
@@ -244,25 +313,44 @@ def set_aside(path: str | os.PathLike, why: str = "damaged") -> Path | None:
     path = Path(path)
     target = path.with_name(f"{path.name}.{why}")
     n = 1
-    while target.exists():
+    while os.path.lexists(target):
         n += 1
         target = path.with_name(f"{path.name}.{why}{n}")
     try:
-        os.replace(path, target)
+        os.replace(path, target)  # renames the entry itself; a link would not be followed
     except OSError:
         return None
     return target
 
 
-def load_latest(folder: str | os.PathLike, map_location: str | torch.device = "cpu",
-                on_skip: Callable[[Path, str], None] | None = None) -> tuple[Path, dict] | None:
-    """Newest checkpoint that verifies; damaged ones are reported via ``on_skip`` and passed over."""
+def candidates(folder: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+               model_id: str | None = None, max_step: int | None = None
+               ) -> Iterator[tuple[Path, dict | None, str]]:
+    """Every checkpoint in ``folder``, newest first, as (path, state, "") when it verifies,
+    loads and passes :func:`check_state`, else (path, None, why). Nothing is renamed or
+    removed: the caller decides (see :func:`set_aside`)."""
     for path in reversed(list_checkpoints(folder)):
         try:
-            return path, load_checkpoint(path, map_location)
+            state = load_checkpoint(path, map_location)
         except CheckpointError as e:
-            if on_skip:
-                on_skip(path, str(e))
+            yield path, None, str(e)
+            continue
+        problem = check_state(state, path, model_id=model_id, max_step=max_step)
+        yield (path, None, problem) if problem else (path, state, "")
+
+
+def load_latest(folder: str | os.PathLike, map_location: str | torch.device = "cpu",
+                on_skip: Callable[[Path, str], None] | None = None, *,
+                model_id: str | None = None, max_step: int | None = None
+                ) -> tuple[Path, dict] | None:
+    """Newest checkpoint that verifies and whose contents pass :func:`check_state`;
+    the others are reported via ``on_skip`` and passed over."""
+    for path, state, problem in candidates(folder, map_location, model_id=model_id,
+                                           max_step=max_step):
+        if state is not None:
+            return path, state
+        if on_skip:
+            on_skip(path, problem)
     return None
 
 
@@ -287,10 +375,10 @@ def load_weights_file(path: str | os.PathLike, map_location: str | torch.device 
     if head == MAGIC:
         return load_checkpoint(path, map_location)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = _torch_load(path, map_location)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise CheckpointError(f"{path} was refused: not a plain weights file ({first})") from None
+        raise CheckpointError(f"{path} was refused: not a plain weights file "
+                              f"({_load_failure(e)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dictionary")
     return state

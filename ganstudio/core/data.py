@@ -4,9 +4,13 @@
 (EXIF orientation applied; grayscale, RGBA, palette, CMYK and 16-bit images
 converted), makes it square by centre-crop or padding, resizes it to the
 training resolution and returns one uint8 tensor (N, C, H, W) with a report
-that names every skipped file and why. The prepared array is cached on disk
-under a key made of the folder's file list (names, sizes, modification times)
-and the preparation settings, so reopening the same folder is a file read.
+that names every skipped file and why, counts the files that are not images,
+names the GAN Studio run folders found inside (left out: their sample grids
+are not training data) and tells whether every image is greyscale. The
+prepared array is cached on disk under a key made of the folder's file list
+(names, sizes, modification times, permissions and owners: fixing a file's
+permissions makes it count again) and the preparation settings, so reopening
+the same folder is a file read.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from .errors import DatasetError
+from .errors import DatasetError, UserError
+from .safe_files import pid_alive, printable, write_atomic
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 #: Images with more pixels than this are refused (decompression-bomb guard). Pillow's
@@ -39,7 +44,12 @@ MIN_SIDE = 8
 #: Images above this many pixels are decoded one at a time: eight decoder threads
 #: each holding a 60-megapixel photo would need gigabytes at once.
 BIG_IMAGE_PIXELS = 24_000_000
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
+#: A folder holding this file is a GAN Studio run folder, never training data.
+RUN_MARKER = "run.json"
+#: Largest difference between colour channels (0..255) still taken for grey: JPEG
+#: compression leaves small differences in a picture that was grey.
+GREY_TOLERANCE = 3
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -54,10 +64,12 @@ def display_path(path: str | os.PathLike) -> str:
     """``path`` as printable text: undecodable bytes in a file name become ``\\xNN``.
 
     File names on Linux may be any bytes; Python keeps the odd ones as lone
-    surrogates, which cannot be printed or written to a UTF-8 log.
+    surrogates, which cannot be printed or written to a UTF-8 log. Control characters
+    (a newline, a terminal escape) are escaped too: a file name must not be able to
+    forge a line of a log or drive the terminal.
     """
     raw = os.fsencode(os.fspath(path))
-    return raw.decode("utf-8", "backslashreplace")
+    return printable(raw.decode("utf-8", "backslashreplace"))
 
 
 @dataclass
@@ -79,6 +91,14 @@ class DatasetReport:
     seconds: float = 0.0
     cache_file: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Files that are not images (by their extension), left out: how many, and a few names.
+    other_files: int = 0
+    other_examples: list[str] = field(default_factory=list)
+    #: Run folders (holding a run.json) found inside the folder, left out with their files.
+    excluded_runs: list[str] = field(default_factory=list)
+    #: True when every used image is greyscale (a grey mode, or colour channels equal):
+    #: one channel would do. None when unknown (an in-memory set).
+    grayscale: bool | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +108,8 @@ class DatasetReport:
             "converted": [{"path": p, "note": n} for p, n in self.converted],
             "from_cache": self.from_cache, "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings),
+            "other_files": self.other_files, "other_examples": list(self.other_examples),
+            "excluded_runs": list(self.excluded_runs), "grayscale": self.grayscale,
         }
 
     @classmethod
@@ -97,12 +119,22 @@ class DatasetReport:
         rep.skipped = [SkippedFile(s["path"], s["reason"]) for s in d.get("skipped", [])]
         rep.converted = [(c["path"], c["note"]) for c in d.get("converted", [])]
         rep.warnings = [str(w) for w in d.get("warnings", [])]
+        rep.other_files = int(d.get("other_files", 0))
+        rep.other_examples = [str(x) for x in d.get("other_examples", [])]
+        rep.excluded_runs = [str(x) for x in d.get("excluded_runs", [])]
+        grey = d.get("grayscale")
+        rep.grayscale = grey if isinstance(grey, bool) else None
         return rep
 
     def summary(self) -> str:
         src = " (from cache)" if self.from_cache else ""
+        other = f", {self.other_files} other file(s) not images" if self.other_files else ""
+        runs = (f", {len(self.excluded_runs)} run folder(s) left out"
+                if self.excluded_runs else "")
+        grey = ", all greyscale" if self.grayscale else ""
         return (f"{self.used} images at {self.resolution}x{self.resolution}, "
-                f"{self.channels} channel(s), {len(self.skipped)} skipped{src}")
+                f"{self.channels} channel(s){grey}, {len(self.skipped)} skipped"
+                f"{other}{runs}{src}")
 
     def lines(self, limit: int | None = None) -> list[str]:
         """The summary, then one line per warning, skipped file and converted file.
@@ -118,46 +150,76 @@ class DatasetReport:
                 return items
             return items[:limit] + [f"... and {len(items) - limit} more"]
 
+        out += [f"left out {p}: a GAN Studio run folder (its images are a run's output)"
+                for p in self.excluded_runs]
         out += capped([f"skipped {s.path}: {s.reason}" for s in self.skipped])
+        if self.other_files:
+            more = self.other_files - len(self.other_examples)
+            names = ", ".join(self.other_examples) + (f" and {more} more" if more > 0 else "")
+            out.append(f"not images: {names}")
         out += capped([f"converted {p}: {n}" for p, n in self.converted])
         return out
 
 
+@dataclass
+class FolderScan:
+    """What :func:`scan_folder_details` found below a folder."""
+
+    files: list[Path]                  # image files (by extension) that may be read
+    skipped: list[SkippedFile]         # entries that cannot be images, with the reason
+    other_files: list[Path]            # files that are not images (by their extension)
+    excluded_runs: list[Path]          # run folders found inside, left out
+
+
 def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[SkippedFile]]:
     """All image files below ``folder`` (sorted), and files skipped while scanning.
+    See :func:`scan_folder_details`."""
+    found = scan_folder_details(folder)
+    return found.files, found.skipped
+
+
+def scan_folder_details(folder: str | os.PathLike) -> FolderScan:
+    """Every image file below ``folder`` (sorted), files skipped, other files, run folders.
 
     Symbolic links to folders are not followed (no loops); links to files are
     followed; broken and looping links, unreadable entries and things that are
     not regular files (a pipe named ``x.png`` would block a reader forever) are
-    reported with the reason.
+    reported with the reason. A folder below ``folder`` holding a ``run.json`` is a
+    GAN Studio run folder (``--out`` inside ``--data``): it and everything below it
+    are left out, so a run never trains on its own sample grids. Hidden entries
+    (names starting with ``.``) are ignored.
     """
     root = Path(folder).expanduser()
     if not root.exists():
         raise DatasetError(f"image folder not found: {root}")
     if not root.is_dir():
         raise DatasetError(f"not a folder: {root}")
-    files: list[Path] = []
-    skipped: list[SkippedFile] = []
+    found = FolderScan([], [], [], [])
 
     def onerror(err: OSError) -> None:
-        skipped.append(SkippedFile(display_path(err.filename or "?"),
-                                   f"cannot read folder: {err.strerror or err}"))
+        found.skipped.append(SkippedFile(display_path(err.filename or "?"),
+                                         f"cannot read folder: {err.strerror or err}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath)
+        if base != root and RUN_MARKER in filenames:
+            found.excluded_runs.append(base)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                continue
             p = base / name
+            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                found.other_files.append(p)
+                continue
             reason = _entry_problem(p)
             if reason:
-                skipped.append(SkippedFile(display_path(p), reason))
+                found.skipped.append(SkippedFile(display_path(p), reason))
                 continue
-            files.append(p)
-    return files, skipped
+            found.files.append(p)
+    return found
 
 
 def _entry_problem(p: Path) -> str:
@@ -180,7 +242,8 @@ def _entry_problem(p: Path) -> str:
 
 
 def folder_fingerprint(files: Iterable[Path], root: Path, extra: dict) -> str:
-    """A key that changes when any file is added, removed, resized or touched."""
+    """A key that changes when any file is added, removed, resized, touched, or has its
+    permissions or owner changed."""
     h = hashlib.sha256()
     h.update(json.dumps(extra, sort_keys=True).encode())
     # String slicing instead of Path.relative_to: the same text, a third of the time
@@ -191,8 +254,10 @@ def folder_fingerprint(files: Iterable[Path], root: Path, extra: dict) -> str:
             text = str(p)
             rel = text[len(prefix):] if text.startswith(prefix) else str(p.relative_to(root))
             st = os.stat(text)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"
-                     .encode("utf-8", "surrogateescape"))
+            # Permissions, owner and the change time too: they decide whether the file
+            # can be read (a file skipped as "permission denied" counts once fixed).
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\0{st.st_uid}"
+                     f"\0{st.st_gid}\0{st.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
         except OSError:
             h.update(f"{p}\0missing\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:32]
@@ -253,16 +318,18 @@ def _square(img: Image.Image, fit: str, channels: int) -> Image.Image:
     return img.crop((left, top, left + side, top + side))
 
 
-def prepare_image(path: Path, resolution: int, channels: int, fit: str
-                  ) -> tuple[np.ndarray | None, str, list[str]]:
+def prepare_image(path: Path, resolution: int, channels: int, fit: str,
+                  facts: dict | None = None) -> tuple[np.ndarray | None, str, list[str]]:
     """Decode one file to (C, R, R) uint8; or (None, reason, []) if it cannot be used.
 
     Never raises: whatever a damaged or hostile file makes the decoder do becomes
-    a reason in the dataset report.
+    a reason in the dataset report. ``facts``, when given, receives ``"grey"``: whether
+    the picture is greyscale (a grey mode, or colour channels equal within
+    :data:`GREY_TOLERANCE`).
     """
     notes: list[str] = []
     try:
-        return _prepare_image(path, resolution, channels, fit, notes)
+        return _prepare_image(path, resolution, channels, fit, notes, facts)
     except Image.DecompressionBombError as e:
         return None, f"image too large (decompression bomb guard): {e}", []
     except Image.DecompressionBombWarning as e:
@@ -286,8 +353,8 @@ def prepare_image(path: Path, resolution: int, channels: int, fit: str
         return None, f"cannot decode: {e.__class__.__name__}: {e}", []
 
 
-def _prepare_image(path: Path, resolution: int, channels: int, fit: str, notes: list[str]
-                   ) -> tuple[np.ndarray | None, str, list[str]]:
+def _prepare_image(path: Path, resolution: int, channels: int, fit: str, notes: list[str],
+                   facts: dict | None = None) -> tuple[np.ndarray | None, str, list[str]]:
     st = path.stat()
     if not stat.S_ISREG(st.st_mode):
         return None, "not a regular file (a device, pipe or socket named like an image)", notes
@@ -315,17 +382,35 @@ def _prepare_image(path: Path, resolution: int, channels: int, fit: str, notes: 
         if big:
             with _BIG_IMAGE_LOCK:
                 img.load()
-                arr = _finish(img, resolution, channels, fit, notes)
+                arr = _finish(img, resolution, channels, fit, notes, facts)
         else:
             img.load()
-            arr = _finish(img, resolution, channels, fit, notes)
+            arr = _finish(img, resolution, channels, fit, notes, facts)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr.transpose(2, 0, 1)), "", notes
 
 
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _colour_is_grey(img: Image.Image) -> bool:
+    """True when a colour-mode picture has (nearly) equal channels, judged on a small copy."""
+    small = img.copy()
+    small.thumbnail((64, 64))
+    return _array_is_grey(np.asarray(small.convert("RGB"), dtype=np.uint8))
+
+
+def _array_is_grey(arr: np.ndarray) -> bool:
+    if arr.ndim == 2 or arr.shape[-1] == 1:
+        return True
+    a = arr.astype(np.int16)
+    spread = np.maximum(np.abs(a[..., 0] - a[..., 1]), np.abs(a[..., 1] - a[..., 2]))
+    return int(spread.max(initial=0)) <= GREY_TOLERANCE
+
+
 def _finish(img: Image.Image, resolution: int, channels: int, fit: str,
-            notes: list[str]) -> np.ndarray:
+            notes: list[str], facts: dict | None = None) -> np.ndarray:
     """Orientation, colour mode, square, size: the decoded image as (R, R[, C]) uint8."""
     orientation = _orientation(img)
     if 2 <= orientation <= 8:  # 1 is upright; other values are not orientations
@@ -334,10 +419,16 @@ def _finish(img: Image.Image, resolution: int, channels: int, fit: str,
             notes.append(f"turned upright by its EXIF orientation ({orientation})")
         except Exception as e:  # noqa: BLE001 - damaged EXIF must not lose a good picture
             notes.append(f"EXIF orientation unreadable ({e.__class__.__name__}); used as stored")
+    grey_mode = img.mode in _GREY_MODES
+    if facts is not None and not grey_mode and channels == 1:
+        facts["grey"] = _colour_is_grey(img)  # the colour is gone after the conversion
     img = _to_mode(img, channels, notes)
     img = _square(img, fit, channels)
     img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    return np.asarray(img, dtype=np.uint8)
+    arr = np.asarray(img, dtype=np.uint8)
+    if facts is not None and "grey" not in facts:
+        facts["grey"] = grey_mode or _array_is_grey(arr)
+    return arr
 
 
 def _orientation(img: Image.Image) -> int:
@@ -376,9 +467,13 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
         raise DatasetError(f"fit must be 'crop' or 'pad', not {fit!r}")
     t0 = time.perf_counter()
     root = Path(folder).expanduser().resolve()
-    files, skipped = scan_folder(root)
+    found = scan_folder_details(root)
+    files, skipped = found.files, found.skipped
     report = DatasetReport(display_path(root), int(resolution), int(channels), fit,
                            skipped=list(skipped))
+    report.other_files = len(found.other_files)
+    report.other_examples = [display_path(p.relative_to(root)) for p in found.other_files[:5]]
+    report.excluded_runs = [display_path(p) for p in found.excluded_runs]
     if not files:
         extra = ""
         if skipped:
@@ -397,6 +492,8 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
             cached = DatasetReport.from_dict(info)
             cached.from_cache = True
             cached.folder = display_path(root)
+            cached.other_files, cached.other_examples = report.other_files, report.other_examples
+            cached.excluded_runs = report.excluded_runs
             cached.cache_file = str(npy)
             cached.seconds = time.perf_counter() - t0
             tensor = torch.from_numpy(np.array(arr))  # a writable copy in memory
@@ -408,15 +505,19 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
     total = len(files)
     out = np.empty((total, channels, resolution, resolution), dtype=np.uint8)
     ok = np.zeros(total, dtype=bool)
+    grey = np.zeros(total, dtype=bool)
     workers = workers or min(8, (os.cpu_count() or 2))
 
     def work(i: int):
+        facts: dict = {}
         try:
-            return i, prepare_image(files[i], resolution, channels, fit)
+            result = prepare_image(files[i], resolution, channels, fit, facts)
         except BaseException as e:  # noqa: BLE001 - one file must never stop the whole set
             if isinstance(e, KeyboardInterrupt):
                 raise
-            return i, (None, f"cannot decode: {e.__class__.__name__}: {e}", [])
+            result = (None, f"cannot decode: {e.__class__.__name__}: {e}", [])
+        grey[i] = bool(facts.get("grey", False))
+        return i, result
 
     done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -432,6 +533,7 @@ def load_dataset(folder: str | os.PathLike, resolution: int, channels: int = 3, 
             if progress and (done % 64 == 0 or done == total):
                 progress(done, total)
     report.used = int(ok.sum())
+    report.grayscale = bool(grey[ok].all()) if report.used else None
     if report.used == 0:
         reasons = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in report.skipped[:5])
         if len(report.skipped) > 5:
@@ -455,32 +557,26 @@ _CACHE_TEMP_RE = re.compile(r"^[0-9a-f]{32}\.npy\.(\d+)\.tmp\.npy$")
 
 def _write_cache(cdir: Path, npy: Path, meta: Path, data: np.ndarray,
                  report: DatasetReport) -> None:
-    """Array and report, each written to a temp file and renamed (a kill leaves no torn
-    entry); temp files of writers that died are removed; errors only skip caching."""
-    from .checkpoints import _pid_alive
-    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp.npy")
+    """Array and report, each written to a fresh temporary file and renamed (a kill leaves
+    no torn entry; see :mod:`ganstudio.core.safe_files`); temporary files of writers that
+    died are removed; errors only skip caching."""
+    from .safe_files import atomic_file, remove_stale_temporaries
     try:
         cdir.mkdir(parents=True, exist_ok=True)
-        for old in cdir.iterdir():
+        remove_stale_temporaries(cdir)
+        for old in cdir.iterdir():  # the temporary names of earlier versions
             m = _CACHE_TEMP_RE.match(old.name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 try:
                     old.unlink()
                 except OSError:
                     pass
-        np.save(tmp, data)
-        os.replace(tmp, npy)
-        tmp_meta = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps(report.to_dict()))
-        os.replace(tmp_meta, meta)
+        with atomic_file(npy, "wb", fsync=False) as f:
+            np.save(f, data)
+        write_atomic(meta, json.dumps(report.to_dict()), fsync=False)
         report.cache_file = str(npy)
-    except OSError:
-        # caching is an optimisation: a read-only or full cache folder is fine
-        for leftover in (tmp, meta.with_name(f"{meta.name}.{os.getpid()}.tmp")):
-            try:
-                leftover.unlink()
-            except OSError:
-                pass
+    except (OSError, UserError):
+        pass  # caching is an optimisation: a read-only, full or tampered cache folder is fine
 
 
 class DeviceImages:

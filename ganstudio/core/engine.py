@@ -27,7 +27,7 @@ import torch
 import ganstudio
 from . import events as ev
 from . import finetune
-from .checkpoints import is_disk_full, load_latest, save_checkpoint, set_aside
+from .checkpoints import candidates, is_disk_full, load_latest, save_checkpoint, set_aside
 from .config import resolve_config
 from .data import DatasetReport, DeviceImages, load_dataset
 from .devices import DeviceChoice, pick_device
@@ -138,6 +138,7 @@ class Engine:
                  settings: EngineSettings | None = None,
                  listeners: Iterable[Callable[[ev.Event], None]] = (),
                  resume: bool = False,
+                 restart: bool = False,
                  images: torch.Tensor | None = None,
                  cache_dir: str | Path | None = None,
                  plugin_version: str = "",
@@ -149,6 +150,9 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.listeners = list(listeners)
         self.resume_requested = resume
+        #: Start an existing run over: its history is moved to RUN/previous-<time>/ first.
+        self.restart_requested = restart
+        self.history_moved_to: Path | None = None
         self.preloaded = images
         self.cache_dir = cache_dir
         self.plugin_version = plugin_version
@@ -241,9 +245,11 @@ class Engine:
             if info["model_id"] != self.spec.id:
                 raise UserError(f"run folder {self.run.path} holds a '{info['model_id']}' run, "
                                 f"not '{self.spec.id}'")
-            if not self.resume_requested and self.run.has_checkpoint():
+            if not self.resume_requested and not self.restart_requested \
+                    and self.run.has_history():
                 raise UserError(f"run folder {self.run.path} already holds a run; "
-                                "resume it (--resume) or choose another folder")
+                                "resume it (--resume), start it over (--restart; its history "
+                                "is kept in a previous-* folder) or choose another folder")
         base = info["config"] if info else None
         source = None
         if self.init_from and not (self.resume_requested and existing):
@@ -287,15 +293,26 @@ class Engine:
             self.fixed_noise = self.model.make_latents(s.n_samples, g)
 
         # Restore before run.json is rewritten: a refused checkpoint leaves the run as it was.
-        if self.resume_requested and existing:
-            loaded = self._restore_latest()
+        if self.resume_requested and existing and not self.restart_requested:
+            loaded, rejected = self._restore_latest()
+            if loaded is None and self.run.has_history():
+                why = "; ".join(reason for _p, reason in rejected[:3]) or "there is none"
+                raise CheckpointError(
+                    f"cannot resume {self.run.path}: no usable checkpoint ({why}). Nothing "
+                    "was changed; to train this folder from step 0 start it over (--restart: "
+                    "its history is kept in a previous-* folder)")
             if loaded is None:
-                self._warn("no usable checkpoint; starting from step 0", "checkpoint")
+                self._warn("no checkpoint yet; starting from step 0", "checkpoint")
             else:
                 path = loaded
                 self.resumed_from = path
                 self.last_checkpoint = path
                 self.run.log(f"resumed from {path.name} at step {self.step}")
+        if self.restart_requested and existing:
+            self.history_moved_to = self.run.set_history_aside()
+            if self.history_moved_to is not None:
+                self.run.log(f"started over; the earlier history is in "
+                             f"{self.history_moved_to.name}/")
 
         run_info = {
             "model_id": self.spec.id, "model_name": self.spec.name, "kind": self.spec.kind,
@@ -330,32 +347,33 @@ class Engine:
         self.run.prune_samples_after(self.step)
         self._prepared = True
 
-    def _restore_latest(self) -> Path | None:
-        """Restore the newest checkpoint that verifies and whose contents restore.
+    def _restore_latest(self) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """Restore the newest checkpoint that verifies, passes the content checks and
+        restores; returns (its path or None, the newer ones refused and why).
 
-        A file that passes its checksum yet holds malformed values (only a crafted
-        file can) is set aside like a damaged one and the previous checkpoint is used.
-        A checkpoint that does not fit the model stays an error for the user: the
-        older ones would not fit either."""
-        tried: set[Path] = set()
-        while True:
-            loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                                 on_skip=self._skip_checkpoint)
-            if loaded is None:
-                return None
-            path, state = loaded
-            if path in tried:  # could not be set aside: do not loop on it
-                raise CheckpointError(f"checkpoint {path} cannot be used and cannot be moved "
-                                      "aside; remove it to resume from an older one")
-            tried.add(path)
+        Refused files (damaged, crafted, another model's, a step beyond this run's
+        records, malformed values) are set aside only once a good one is found: when
+        none is, the folder is left exactly as it was. A checkpoint that does not fit
+        the model stays an error for the user: the older ones would not fit either."""
+        rejected: list[tuple[Path, str]] = []
+        for path, state, problem in candidates(self.run.checkpoints_dir, "cpu",
+                                               model_id=self.spec.id,
+                                               max_step=self.run.history_bound()):
+            if state is None:
+                rejected.append((path, problem))
+                continue
             try:
                 self._restore(state)
-                return path
             except CheckpointError:
                 raise
             except Exception as e:  # noqa: BLE001 - malformed values in a verified file
-                self._skip_checkpoint(path, f"checkpoint {path} holds malformed values "
-                                            f"({e.__class__.__name__}: {e}); refused")
+                rejected.append((path, f"checkpoint {path} was refused: it holds malformed "
+                                       f"values ({e.__class__.__name__}: {e})"))
+                continue
+            for bad, why in rejected:
+                self._skip_checkpoint(bad, why)
+            return path, rejected
+        return None, rejected
 
     def _skip_checkpoint(self, path: Path, why: str) -> None:
         """A checkpoint failed to verify or load: say so, and set it aside for good."""
@@ -474,7 +492,7 @@ class Engine:
         grid = make_grid(images.float(), nrow=None if images.shape[0] > 1 else 1)
         path = None
         try:
-            path = str(save_png(grid, self.run.sample_path(self.step)))
+            path = str(save_png(grid, self.run.sample_path(self.step), within=self.run.path))
         except OSError as e:
             self.run.log(f"could not save the sample grid: {e}", "WARNING")
         event = ev.Samples(self.step, grid, path)
@@ -761,7 +779,8 @@ class Engine:
         factor = self.commands.rollback or 0.5
         self.commands.set(rollback=None)
         loaded = load_latest(self.run.checkpoints_dir, map_location="cpu",
-                             on_skip=self._skip_checkpoint)
+                             on_skip=self._skip_checkpoint, model_id=self.spec.id,
+                             max_step=self.step)
         for key, value in list(self.config.items()):
             if isinstance(value, float) and _lr_key(key) is not None:
                 self.config[key] = value * factor

@@ -17,7 +17,6 @@ protect from checkpoint rotation (best + pinned) are mirrored into
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from .checkpoints import checkpoint_name, list_checkpoints, write_keep_list
 from .errors import CheckpointError, UserError
 from .runs import RunFolder
+from .safe_files import write_atomic
 
 FILENAME = "explore.json"
 #: Folder inside the run for the explorer's files (projected latents and images).
@@ -71,15 +71,9 @@ def read_state(run_dir: str | Path) -> dict:
 def write_state(run_dir: str | Path, state: dict) -> Path:
     """Write ``state`` atomically and mirror the protected checkpoint steps."""
     path = state_path(run_dir)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+    try:  # a fresh temporary name, no link followed (see ganstudio.core.safe_files)
+        write_atomic(path, json.dumps(state, indent=1, sort_keys=True), within=path.parent)
     except OSError as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     protected = set(state.get("pinned_checkpoints") or [])
     if isinstance(state.get("best_step"), int):

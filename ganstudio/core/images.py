@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .safe_files import atomic_file
+
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) floats in [-1, 1] -> uint8 (N, C, H, W) on the same device."""
@@ -51,13 +53,18 @@ def array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a uint8 (H, W, C) array as PNG atomically (temp file, then rename)."""
+def save_png(array: np.ndarray, path: str | os.PathLike, *,
+             within: str | os.PathLike | None = None) -> Path:
+    """Write a uint8 (H, W, C) array as PNG atomically: a fresh temporary file created
+    without following links, then renamed (see :mod:`ganstudio.core.safe_files`).
+
+    ``within``: the trusted folder above ``path`` (a run folder); the folders between
+    are entered without following links and created when missing. Raises OSError naming
+    ``path`` (never the temporary file), UnsafeFileError when ``path`` is a link."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    array_to_pil(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    image = array_to_pil(array)
+    with atomic_file(path, "wb", within=within, fsync=False) as f:
+        image.save(f, format="PNG")
     return path
 
 

@@ -13,8 +13,13 @@ The GUI, the CLI and anything else read runs only through this module.
 Safety: a run folder may come from someone else (a shared drive, a download).
 Its entries are plain files and folders; a symbolic link among them (say
 ``events.log`` pointing at a shell start-up file) is refused rather than
-followed, appends never follow links, run.json is size-capped and validated,
-and every other path taken from a run goes through :meth:`RunFolder.inside`.
+followed. Every write goes through :mod:`ganstudio.core.safe_files` (fresh
+temporary names created exclusively without following links, then renamed;
+appends that refuse links and shared hard links). run.json is size-capped and
+validated, metrics lines are parsed with a size and depth guard (an unreadable
+line is skipped and noted), lines written to events.log have their control
+characters escaped, and every other path taken from a run goes through
+:meth:`RunFolder.inside`.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .safe_files import make_dirs, open_append, printable, write_atomic
 
 RUN_FORMAT = 1
 SAMPLE_RE = re.compile(r"^step_(\d{8,})\.png$")
@@ -38,6 +44,12 @@ MAX_INFO_BYTES = 4 * 1024 * 1024
 #: Entries of a run folder that must never be symbolic links.
 _MEMBERS = ("run.json", "metrics.jsonl", "events.log", "samples", "checkpoints")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: A metrics line longer than this is not a metrics row (a real one is ~200 bytes).
+MAX_METRICS_LINE = 64 * 1024
+#: Deepest JSON nesting read from a metrics line (a real row is one flat object).
+MAX_METRICS_DEPTH = 16
+#: Names kept in place when a run's history is set aside for a restart.
+_KEPT_ON_RESTART = ("run.json", "events.log", ".lock")
 
 
 class RunError(UserError):
@@ -86,27 +98,50 @@ def validate_run_info(info: Any, where: str = "run.json") -> dict:
     return info
 
 
-def _open_append(path: Path):
-    """Open ``path`` for appending text without following a symbolic link."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
-    return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+def _json_depth(line: bytes) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:      # backslash
+                escaped = True
+            elif byte == 0x22:      # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file + fsync + rename: a kill leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
+def parse_metrics_line(line: bytes) -> tuple[dict | None, str]:
+    """One metrics.jsonl line -> (row, "") or (None, why it cannot be read).
+
+    Guarded: an oversized or deeply nested line is refused before the JSON parser
+    sees it (a crafted line of 100,000 brackets would exhaust its recursion)."""
+    if len(line) > MAX_METRICS_LINE:
+        return None, f"too long ({len(line):,} bytes)"
+    if line.count(b"[") + line.count(b"{") > MAX_METRICS_DEPTH \
+            and _json_depth(line) > MAX_METRICS_DEPTH:
+        return None, "nested too deeply"
     try:
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+        row = json.loads(line)
+    except RecursionError:
+        return None, "nested too deeply"
+    except (ValueError, UnicodeDecodeError):
+        return None, "not valid JSON (a line cut short by a crash, or damaged)"
+    if not isinstance(row, dict):
+        return None, "not a JSON object"
+    step = row.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return None, "no valid 'step'"
+    return row, ""
 
 
 @dataclass
@@ -124,6 +159,12 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).expanduser().absolute()
+        #: Lines of metrics.jsonl that could not be read: (line number, why), filled by
+        #: :meth:`read_metrics` (line numbers count from the start of the file when it was
+        #: read from the start; 0 when unknown).
+        self.unreadable_lines: list[tuple[int, str]] = []
+        self._read_end = (0, 0)       # (byte offset, line number) where the last read ended
+        self._tail_checked = False     # appends: the file's last line was checked once
 
     # -- layout ------------------------------------------------------------------------------
     @property
@@ -187,8 +228,8 @@ class RunFolder:
             raise RunError(f"{self.path} exists and is not a folder")
         self.path.mkdir(parents=True, exist_ok=True)
         self.check_layout()
-        self.samples_dir.mkdir(exist_ok=True)
-        self.checkpoints_dir.mkdir(exist_ok=True)
+        make_dirs(self.samples_dir, within=self.path)
+        make_dirs(self.checkpoints_dir, within=self.path)
         info = dict(info)
         info.setdefault("format", RUN_FORMAT)
         info.setdefault("created", _now())
@@ -196,7 +237,8 @@ class RunFolder:
 
     def write_info(self, info: dict) -> None:
         validate_run_info(info)
-        _write_atomic(self.info_path, json.dumps(info, indent=2, sort_keys=True, default=str))
+        write_atomic(self.info_path, json.dumps(info, indent=2, sort_keys=True, default=str),
+                     within=self.path, errors="backslashreplace")
 
     def read_info(self) -> dict:
         """run.json, checked: size, JSON, shape, and no symbolic links in the layout."""
@@ -223,49 +265,91 @@ class RunFolder:
 
     # -- metrics -----------------------------------------------------------------------------
     def append_metrics(self, rows: list[dict]) -> None:
+        """Append rows (one JSON line each); never through a link (UnsafeFileError)."""
         if not rows:
             return
         text = "".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n" for r in rows)
+        if not self._tail_checked:
+            # A crash mid-line leaves a torn last line: start on a fresh line so the first
+            # new row is not glued to it (and lost with it).
+            self._tail_checked = True
+            if not self._ends_with_newline():
+                text = "\n" + text
+        with open_append(self.metrics_path, within=self.path) as f:
+            f.write(text)
+
+    def _ends_with_newline(self) -> bool:
         try:
-            with _open_append(self.metrics_path) as f:
-                f.write(text)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise RunError(f"{self.metrics_path} is a symbolic link; refused") from None
-            raise
+            fd = os.open(self.metrics_path, os.O_RDONLY | _NOFOLLOW)
+        except OSError:
+            return True
+        try:
+            size = os.fstat(fd).st_size
+            return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
 
     def read_metrics(self, offset: int = 0) -> tuple[list[dict], int]:
         """Rows from byte ``offset``; returns (rows, new offset). A partly written last
-        line (another process mid-write) is left for the next call."""
+        line (another process mid-write) is left for the next call. Lines that cannot be
+        read (damaged, oversized, nested too deeply) are skipped and listed in
+        :attr:`unreadable_lines`."""
         try:
-            with open(self.metrics_path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
+            fd = os.open(self.metrics_path, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:
             return [], offset
+        except OSError as e:
+            raise RunError(f"{self.metrics_path} cannot be read: {e.strerror or e}") from None
+        with os.fdopen(fd, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        if offset == 0:
+            line_no, self.unreadable_lines = 0, []
+        elif offset == self._read_end[0]:
+            line_no = self._read_end[1]
+        else:
+            line_no = -1  # unknown
         rows = []
         end = data.rfind(b"\n")
         if end < 0:
             return [], offset
         for line in data[:end].split(b"\n"):
+            if line_no >= 0:
+                line_no += 1
             line = line.strip()
             if not line:
                 continue
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a torn line after a crash; skip it
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                rows.append(row)
-        return rows, offset + end + 1
+            row, problem = parse_metrics_line(line)
+            if row is None:
+                self.unreadable_lines.append((max(line_no, 0), problem))
+                continue
+            rows.append(row)
+        new_offset = offset + end + 1
+        self._read_end = (new_offset, max(line_no, 0))
+        return rows, new_offset
 
     def truncate_metrics_after(self, step: int) -> None:
-        """Drop lines logged after ``step`` (resume replays them from the checkpoint)."""
+        """Drop lines logged after ``step`` (resume replays them from the checkpoint).
+
+        The file is rewritten only when a row goes (unreadable lines then go with it);
+        unreadable lines are noted in events.log."""
         if not self.metrics_path.exists():
             return
-        rows, _ = self.read_metrics(0)
+        rows, _end = self.read_metrics(0)
         kept = [r for r in rows if r["step"] <= step]
-        _write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        bad = self.unreadable_lines
+        for line_no, why in bad[:20]:
+            self.log(f"metrics.jsonl line {line_no}: {why}; skipped", "WARNING")
+        if len(bad) > 20:
+            self.log(f"metrics.jsonl: {len(bad) - 20} more unreadable lines skipped", "WARNING")
+        if len(kept) == len(rows):
+            return
+        write_atomic(self.metrics_path,
+                     "".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n"
+                             for r in kept), within=self.path)
+        self._tail_checked = True
 
     # -- samples -----------------------------------------------------------------------------
     def sample_path(self, step: int) -> Path:
@@ -303,15 +387,83 @@ class RunFolder:
 
     # -- events.log --------------------------------------------------------------------------
     def log(self, message: str, level: str = "INFO") -> None:
+        """Append ``message`` to events.log, one stamped line per line of the message.
+
+        Control characters (terminal escapes, carriage returns, ...) are escaped, and the
+        lines after the first are marked ``| ``: nothing in a message (a file name with
+        a newline, say) can forge an entry of its own."""
         stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        lines = str(message).rstrip("\n").split("\n")
-        text = "".join(f"{stamp} {level:<7} {line}\n" for line in lines)
+        lines = [printable(line) for line in str(message).rstrip("\n").split("\n")]
+        text = "".join(f"{stamp} {level:<7} {'| ' if i else ''}{line}\n"
+                       for i, line in enumerate(lines))
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            with _open_append(self.events_path) as f:
+            with open_append(self.events_path, within=self.path) as f:
                 f.write(text)
-        except OSError:
+        except (OSError, UserError):
             pass  # the log must never be the thing that stops a run (links are not followed)
+
+    # -- history: what a restart must not lose ---------------------------------------------
+    def has_history(self) -> bool:
+        """True when the folder holds anything of a run's past: metrics rows, sample grids,
+        checkpoints (usable or set aside)."""
+        try:
+            if self.metrics_path.stat().st_size > 0:
+                return True
+        except OSError:
+            pass
+        if self.list_samples():
+            return True
+        try:
+            return any(e.name.startswith("ckpt_") for e in os.scandir(self.checkpoints_dir))
+        except OSError:
+            return False
+
+    def history_bound(self) -> int | None:
+        """The largest step this run can have reached by its own records (the last
+        metrics row, run.json's ``total_steps``); None when it keeps none. A checkpoint
+        claiming a later step did not come from this run."""
+        bound = None
+        try:
+            rows, _ = self.read_metrics(0)
+        except UserError:
+            rows = []
+        if rows:
+            bound = max(r["step"] for r in rows)
+        try:
+            total = self.read_info().get("total_steps")
+        except UserError:
+            total = None
+        if isinstance(total, int) and not isinstance(total, bool):
+            bound = total if bound is None else max(bound, total)
+        return bound
+
+    def set_history_aside(self) -> Path | None:
+        """Move the run's history (metrics, grids, checkpoints and whatever else a plugin
+        wrote) into ``RUN/previous-<date>-<time>/`` with a copy of run.json, so a restart
+        loses nothing: that folder is a complete run folder of its own. run.json and
+        events.log stay. Returns the new folder, or None when there was nothing to move."""
+        names = []
+        for entry in os.scandir(self.path):
+            if entry.name in _KEPT_ON_RESTART or entry.name.startswith("previous-"):
+                continue
+            names.append(entry.name)
+        if not names:
+            return None
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = self.path / f"previous-{stamp}"
+        n = 1
+        while os.path.lexists(dest):
+            n += 1
+            dest = self.path / f"previous-{stamp}-{n}"
+        make_dirs(dest, within=self.path)
+        if self.info_path.is_file() and not self.info_path.is_symlink():
+            info_text = self.info_path.read_bytes()
+            write_atomic(dest / "run.json", info_text, within=self.path)
+        for name in names:
+            os.rename(self.path / name, dest / name)  # renames the entry; links not followed
+        self.unreadable_lines, self._read_end, self._tail_checked = [], (0, 0), False
+        return dest
 
     # -- summaries ---------------------------------------------------------------------------
     def last_step(self) -> int:

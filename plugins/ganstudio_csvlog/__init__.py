@@ -10,10 +10,16 @@ a value only after a while), the file is rewritten once with the wider header;
 when a run resumes from a checkpoint, rows from the replayed steps are dropped,
 as the engine does for ``metrics.jsonl``. Floats are written with ``repr`` so
 they read back exactly. Switch it off with ``GANSTUDIO_BLOCK_PLUGINS=csvlog``.
+
+Every write goes through :mod:`ganstudio.core.safe_files`, as a plugin writing
+into a run folder should: the rewrite is a fresh temporary file renamed over
+``metrics.csv``, appends never follow a link, and a ``metrics.csv`` that is a
+link is refused (the hook's error is logged once and training goes on).
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import threading
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import ganstudio
+from ganstudio.core.safe_files import UnsafeFileError, open_append, write_atomic
 
 __version__ = "1.0.0"
 GANSTUDIO_PLUGIN_API = 1
@@ -40,7 +47,8 @@ class CsvMetricsWriter:
     """Appends metrics rows to one run folder's ``metrics.csv``."""
 
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / FILENAME
+        self.run_dir = Path(run_dir).absolute()
+        self.path = self.run_dir / FILENAME
         self.columns: list[str] = []
         self.file: IO[str] | None = None
         self._resumed_checked = False
@@ -48,31 +56,33 @@ class CsvMetricsWriter:
     # -- file handling -------------------------------------------------------------------------
     def _read_existing(self) -> tuple[list[str], list[dict[str, str]]]:
         try:
-            with open(self.path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                header = list(reader.fieldnames or [])
-                rows = [r for r in reader if r.get("step", "").strip().isdigit()]
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             return [], []
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EMLINK):
+                raise UnsafeFileError(self.path, "is a symbolic link") from None
+            raise
+        with open(fd, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = [r for r in reader if (r.get("step") or "").strip().isdigit()]
         return header, rows
 
     def _rewrite(self, columns: list[str], rows: list[dict[str, str]]) -> None:
         """Write header and rows to a temp file and swap it in (never a half file)."""
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, restval="", extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        tmp = self.path.with_name(FILENAME + ".tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, buf.getvalue(), within=self.run_dir, fsync=False)
         self.columns = list(columns)
 
     def _open(self) -> IO[str]:
         if self.file is None:
-            self.file = open(self.path, "a", newline="", encoding="utf-8")
+            self.file = open_append(self.path, within=self.run_dir, newline="")
         return self.file
 
     # -- rows ----------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import torch
 
 from ganstudio.core import checkpoints as ckpt_mod
 from ganstudio.core import events as ev
-from ganstudio.core.checkpoints import NAME_RE, TEMP_RE, list_checkpoints, verify_checkpoint
+from ganstudio.core.checkpoints import NAME_RE, list_checkpoints, verify_checkpoint
+from ganstudio.core.safe_files import TEMP_RE
 from ganstudio.core.runs import RunFolder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and rlimits are POSIX")

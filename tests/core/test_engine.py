@@ -18,6 +18,7 @@ from ganstudio.core.config import common_gan_fields
 from ganstudio.core.engine import Engine, EngineSettings
 from ganstudio.core.errors import UserError
 from ganstudio.core.model import GAN, GANModel, ModelSpec
+from ganstudio.core.runs import RunFolder
 
 # monitors (balance alarm, quality) are tested elsewhere; off here so a slow machine
 # cannot add a wall-clock-timed measurement to the exact event sequences checked below
@@ -389,16 +390,27 @@ def test_pick_device_refuses_a_gpu_index_that_does_not_exist():
         pick_device(f"cuda:{n}")
 
 
-def test_starting_over_in_a_run_that_never_saved_clears_its_traces(tiny_spec, tmp_path):
+def test_starting_over_in_a_run_that_never_saved_keeps_its_traces_aside(tiny_spec, tmp_path):
     run_dir = tmp_path / "run"
     first = Engine(tiny_spec, run_dir, images=tiny_images(),
                    settings=settings(total_steps=6, log_every_steps=2, sample_every_steps=3))
     first.run_loop()
     for ckpt in first.run.checkpoints_dir.iterdir():  # as if killed before its first save
         ckpt.unlink()
-    again = Engine(tiny_spec, run_dir, images=tiny_images(),
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    for resume in (False, True):  # neither a new start nor a resume may drop the history
+        with pytest.raises(UserError, match="start it over"):
+            Engine(tiny_spec, run_dir, images=tiny_images(), resume=resume,
+                   settings=settings(total_steps=4)).prepare()
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+    again = Engine(tiny_spec, run_dir, images=tiny_images(), restart=True,
                    settings=settings(total_steps=4, log_every_steps=4, sample_every_steps=4))
     again.run_loop()
     assert [s for s, _ in again.run.list_samples()] == [0, 4]
     rows, _ = again.run.read_metrics()
     assert [r["step"] for r in rows] == [4]
+    old = RunFolder(again.history_moved_to)  # the old traces, kept as a run folder
+    assert old.path.parent == run_dir and old.path.name.startswith("previous-")
+    assert (old.path / "metrics.jsonl").read_bytes() == before
+    assert [s for s, _ in old.list_samples()] == [0, 3, 6]
+    assert old.read_info()["model_id"] == tiny_spec.id

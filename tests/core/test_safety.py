@@ -22,6 +22,7 @@ from ganstudio.core.checkpoints import (HEADER_SIZE, MAGIC, CheckpointError, lis
 from ganstudio.core.engine import Engine, EngineSettings
 from ganstudio.core.errors import UserError
 from ganstudio.core.runs import RunError, RunFolder, list_runs
+from ganstudio.core.safe_files import UnsafeFileError
 
 
 class _Payload:
@@ -209,7 +210,7 @@ def test_linked_log_files_are_never_written_through(tmp_path, member):
     if member == "events.log":
         run.log("hello")  # the log never stops a run: the line is dropped, not redirected
     else:
-        with pytest.raises(RunError, match="symbolic link"):
+        with pytest.raises(UnsafeFileError, match="metrics.jsonl is a symbolic link"):
             run.append_metrics([{"step": 1, "loss": 0.5}])
     assert target.read_text() == "original\n"
     with pytest.raises(RunError, match=f"{member} is a symbolic link"):
@@ -241,7 +242,8 @@ def test_verified_checkpoint_with_malformed_values_falls_back(trained_run, tiny_
     eng.prepare()
     assert eng.step == 4 and eng.resumed_from.name == "ckpt_00000004.pt"
     warning = next(e for e in events if isinstance(e, ev.Warning) and e.kind == "checkpoint")
-    assert "ckpt_00000099.pt holds malformed values (ValueError" in warning.message
+    assert ("ckpt_00000099.pt was refused: its step ('ninety-nine') is not a non-negative "
+            "whole number") in warning.message
     assert (trained_run / "checkpoints" / "ckpt_00000099.pt.refused").exists()
     assert isinstance(eng.run_loop(), ev.Finished)
 

@@ -80,6 +80,10 @@ def test_builtin_model_passes_the_kit(plugin, spec, tmp_path: Path, vgg_weights)
     names = ["schema", "build", "steps", "samples", "state", "resume"]
     if spec.kind == "gan":
         names.append("bf16")           # the default precision on CUDA GPUs and AMX CPUs
+    if spec.kind == "gan" and spec.latent is not None:
+        names.append("latent")         # the explorer: seeds, batch independence
+        if spec.has("onnx"):
+            names.append("onnx")
     assert [r.name for r in results] == names
     assert not [r for r in results if r.status == kit.FAIL], report
     build = results[1]

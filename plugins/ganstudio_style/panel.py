@@ -173,7 +173,10 @@ class StylePanel(QWidget):
         split.addWidget(right)
         split.setStretchFactor(1, 1)
         layout = QHBoxLayout(self)
-        layout.addWidget(split)
+        layout.setContentsMargins(0, 0, 0, 0)
+        # the whole tab scrolls when the window is smaller than it (a laptop screen):
+        # its own minimum size never widens the studio's window
+        layout.addWidget(scrolled(split))
         self.setAcceptDrops(True)
 
     def _apply_device_defaults(self) -> None:

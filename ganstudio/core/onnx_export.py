@@ -10,7 +10,8 @@ Two shapes of network:
   chaiNNer expect).
 
 The file is written under a temporary name, run in onnxruntime on fresh
-inputs (two batch sizes; for image networks also another picture size), and
+inputs (two batch sizes; for image networks also other picture sizes, odd ones
+among them), and
 compared with torch; only when the largest difference is within tolerance is it
 renamed to its final name. A mismatch removes the temporary file and raises.
 """
@@ -142,14 +143,19 @@ def export_image_net_onnx(net: nn.Module, channels: int, path: str | Path, *, si
     tmp = _temp_for(path)
     g = torch.Generator().manual_seed(0)
     try:
-        _export(module, torch.rand(1, channels, size, size, generator=g), tmp, "input", "output",
-                {0: "batch", 2: "height", 3: "width"})
+        # Traced at an odd size: a network that pads its input to a multiple of its stride
+        # (``if h % 4: pad``) takes that branch while tracing, so the padding is recorded
+        # with sizes computed from the input's shape; traced at a multiple, the branch
+        # would vanish and other sizes would come out wrong (the check below catches it).
+        _export(module, torch.rand(1, channels, size + 1, size + 3, generator=g), tmp,
+                "input", "output", {0: "batch", 2: "height", 3: "width"})
     except Exception as e:
         _cleanup(tmp)
         raise UserError(f"the network cannot be exported to ONNX: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     inputs = [torch.rand(1, channels, size, size, generator=g),
-              torch.rand(2, channels, size + 12, size - 8, generator=g)]
+              torch.rand(2, channels, size + 12, size - 8, generator=g),
+              torch.rand(1, channels, size + 5, size - 3, generator=g)]
     return _verify_and_place(module, tmp, path, "input", inputs, tolerance)
 
 

@@ -18,7 +18,6 @@ interfaces: no module of this package is fetched by model id.
 from __future__ import annotations
 
 import ganstudio
-from ganstudio.panels import PanelSpec
 from ganstudio.core.model import GAN, IMAGE_TO_IMAGE, ModelSpec
 
 __version__ = "1.0.0"
@@ -58,6 +57,8 @@ def ganstudio_register_models():
 
 @ganstudio.hookimpl
 def ganstudio_studio_panels():
+    from ganstudio.panels import PanelSpec
+
     def make_panel(studio):
         from .panel import StylePanel   # imports Qt: only when the studio builds the tab
         return StylePanel(studio)

@@ -473,9 +473,9 @@ class StylePanel(QWidget):
         handles = [self.handle] + self.other_tasks
         ok = all(h is None or h.wait(timeout_ms) for h in handles)
         ok = self.weights.shutdown(timeout_ms) and ok
-        ok = self.repaint_estimate.wait(timeout_ms) and ok
+        ok = self.repaint_estimate.close(timeout_ms) and ok
         if self.fast is not None:
-            ok = self.fast_estimate.wait(timeout_ms) and ok
+            ok = self.fast_estimate.close(timeout_ms) and ok
         self._drain_timer.stop()
         if ok:
             self._remove_temp_run()

@@ -38,6 +38,7 @@ class Estimator(QObject):
         self.advice = advice
         self.last_seconds: float | None = None
         self._pending: Any = None
+        self._closed = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(250)   # settle typing before measuring
@@ -51,6 +52,8 @@ class Estimator(QObject):
         return pick_device(self.studio.device(), precision="fp32").device
 
     def update_now(self) -> None:
+        if self._closed:
+            return
         try:
             config = self.settings()
             device = self.device()
@@ -85,6 +88,9 @@ class Estimator(QObject):
         self.label.setText(text)
         self.updated.emit(seconds)
 
-    def wait(self, timeout_ms: int) -> bool:
+    def close(self, timeout_ms: int) -> bool:
+        """Start no more measurements; wait for one that runs. True when none is left."""
+        self._closed = True
+        self._timer.stop()
         handle = self._pending
         return handle is None or handle.wait(timeout_ms)

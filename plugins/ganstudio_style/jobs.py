@@ -6,8 +6,8 @@ ETA goes to a task context (``progress(fraction, text)``, ``cancelled()``, the
 studio's :class:`~ganstudio.gui.panel_api.TaskContext`); the job ends with a
 :class:`JobOutcome` carrying the final picture of an optimisation.
 
-This is the one place that knows which object an engine built for a style
-model is: the face never reaches into the engine or the model.
+The face never reaches into the engine or the model: the final picture comes
+from the job's declared ``ImageJob.result()``, taken here in the job's thread.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from ganstudio.core import events as ev
 from ganstudio.core.image_files import to_uint8_hwc
+from ganstudio.core.model import IMAGE_TO_IMAGE
 from ganstudio.core.units import format_duration
 
 
@@ -148,12 +149,13 @@ class StyleJob:
         end = engine.run_loop()
         if isinstance(end, ev.Failed):
             return JobOutcome("failed", end.step, self.run_dir, end.message)
-        return JobOutcome(end.reason, end.step, self.run_dir, result=final_picture(engine.model))
+        return JobOutcome(end.reason, end.step, self.run_dir,
+                          result=final_picture(self.spec, engine.model))
 
 
-def final_picture(model: Any) -> np.ndarray | None:
-    """The final (H, W, 3) uint8 picture of an optimisation, None for other models."""
-    from .gatys import StyleTransferJob
-    if isinstance(model, StyleTransferJob):
-        return to_uint8_hwc(model.result_image())
-    return None
+def final_picture(spec: Any, model: Any) -> np.ndarray | None:
+    """The final (H, W, 3) uint8 picture of an image-to-image job (its declared
+    ``result()``, the best so far when stopped), None for a network's training."""
+    if spec.kind != IMAGE_TO_IMAGE:
+        return None
+    return to_uint8_hwc((model.result().detach().float() + 1) / 2)

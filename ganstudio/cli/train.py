@@ -43,6 +43,7 @@ class TrainRequest:
     quality_steps: int = 0
     no_monitors: bool = False
     quiet: bool = False
+    no_estimate: bool = False
     plugins_dir: str | None = None
 
     @classmethod
@@ -93,6 +94,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-monitors", action="store_true",
                    help="no collapse / imbalance alarm and no KID / FID")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="start at once, without measuring a few steps to estimate the "
+                        "run's time")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -158,9 +162,17 @@ def run_training(req: TrainRequest) -> int:
               file=sys.stderr)
     if engine.report is not None:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
+        if engine.chosen_from_data.get("channels") == 1:
+            print("  every image is greyscale: training in 1 channel "
+                  "(--set channels=3 trains in colour)", file=sys.stderr)
         for line in engine.report.lines(limit=50)[1:]:  # skipped and converted files
             if not line.startswith("warning: "):  # dataset warnings arrive as events
                 print(f"  {shown(line)}", file=sys.stderr)
+
+    if not req.no_estimate:
+        from ganstudio.cli.estimate import print_estimate
+        print_estimate(spec, engine.config, total, device=req.device,
+                       precision=req.precision, start_step=engine.step)
 
     result = _run_with_ctrl_c(engine)
     if isinstance(result, ev.Failed):

@@ -35,7 +35,7 @@ from .errors import CheckpointError, UserError
 from .images import make_grid, save_png
 from .model import GAN, ModelSpec
 from .alarm import EngineMonitors, split_holdout
-from .runs import RunFolder, RunLock
+from .runs import RunFolder, RunLock, warning_tag
 
 
 @dataclass
@@ -166,6 +166,9 @@ class Engine:
         self.model: Any = None
         self.data: DeviceImages | None = None
         self.report: DatasetReport | None = None
+        #: Settings chosen from the data because the user left them open (e.g. channels=1
+        #: for a folder of greyscale images); the faces say so.
+        self.chosen_from_data: dict[str, Any] = {}
         self.device: DeviceChoice | None = None
         self.fixed_noise: torch.Tensor | None = None
         self.resumed_from: Path | None = None
@@ -207,7 +210,7 @@ class Engine:
                 self.run.log(f"listener {listener!r} failed:\n{traceback.format_exc()}", "ERROR")
 
     def _warn(self, message: str, kind: str = "warning") -> None:
-        self.run.log(message, "WARNING")
+        self.run.log(f"{message} {warning_tag(kind, self.step)}", "WARNING")
         self.emit(ev.Warning(message, self.step, kind))
 
     # -- preparation -------------------------------------------------------------------------
@@ -233,6 +236,11 @@ class Engine:
             hint = f" (or batch_size={max(1, bs // 2)})" if bs > 1 else ""
             raise UserError("the device ran out of memory while preparing the run; try a "
                             f"smaller model or resolution{hint}, or another device") from None
+
+    def _one_channel_fits(self, report: DatasetReport) -> bool:
+        field = self.spec.field("channels")
+        return (bool(report.grayscale) and field is not None and "channels" not in self.overrides
+                and int(self.config["channels"]) != 1 and 1 in (field.choices or [1]))
 
     def _prepare(self, progress: Callable[[int, int], None] | None) -> None:
         s = self.settings
@@ -276,6 +284,11 @@ class Engine:
                 images, self.report = load_dataset(self.data_folder, res, ch,
                                                    self.config.get("fit", "crop"),
                                                    cache_dir=self.cache_dir, progress=progress)
+                if base is None and self._one_channel_fits(self.report):
+                    # every image is greyscale and the user did not choose: 1 channel
+                    images = images[:, :1].contiguous()
+                    self.config["channels"] = self.report.channels = 1
+                    self.chosen_from_data["channels"] = 1
             if s.monitors:
                 images, self.holdout = split_holdout(images, int(self.config.get("seed", 0)))
             self.data = DeviceImages(images, self.device.device,
@@ -334,6 +347,9 @@ class Engine:
                      f"device {self.device.name} ({self.device.reason})")
         if self.report is not None:
             self.run.log("dataset: " + self.report.summary())
+            if self.chosen_from_data:
+                chosen = ", ".join(f"{k}={v}" for k, v in self.chosen_from_data.items())
+                self.run.log(f"chosen from the data (not set by the user): {chosen}")
             for skipped in self.report.skipped:
                 self.run.log(f"skipped {skipped.path}: {skipped.reason}", "WARNING")
             for path, note in self.report.converted:

@@ -7,7 +7,6 @@ no half file under the name asked for.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from .errors import UserError
 from .images import to_uint8
 from .latents import Explorer, loop_latents, truncate
+from .media import VideoWriter
 
 SUFFIXES = (".mp4", ".gif")
 MAX_FRAMES = 100_000
@@ -56,7 +56,6 @@ def render_loop(explorer: Explorer, keys: torch.Tensor, path: str | Path, *, sec
     ``progress(done, total)`` after each batch of frames; ``cancelled()`` polled
     between batches (the temporary file is removed and ``path`` is None).
     """
-    import imageio.v2 as imageio
     path = check_video_path(path)
     if seconds <= 0 or fps <= 0:
         raise UserError("a loop needs a positive length and frame rate")
@@ -65,41 +64,15 @@ def render_loop(explorer: Explorer, keys: torch.Tensor, path: str | Path, *, sec
         raise UserError(f"{frames} frames: a loop has between 2 and {MAX_FRAMES:,}")
     z = truncate(loop_latents(keys, frames, explorer.distribution, ease), psi,
                  explorer.distribution)
-    suffix = path.suffix.lower()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
     t0 = time.perf_counter()
-    try:
-        if suffix == ".gif":
-            writer = imageio.get_writer(tmp, mode="I", duration=1000.0 / fps, loop=0)
-        else:
-            writer = imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8,
-                                        macro_block_size=1, pixelformat="yuv420p")
-    except (ImportError, RuntimeError, OSError, ValueError) as e:
-        raise UserError(f"cannot write {path.name}: {e}") from None
-    ok = False
-    try:
-        with writer:
-            for start in range(0, frames, batch):
-                if cancelled is not None and cancelled():
-                    return LoopResult(None, start, time.perf_counter() - t0)
-                images = _resize(explorer.images(z[start:start + batch]), size)
-                arr = to_uint8(images).permute(0, 2, 3, 1).numpy()
-                if arr.shape[-1] == 1:
-                    arr = arr.repeat(3, axis=-1)
-                if suffix == ".mp4" and (arr.shape[1] % 2 or arr.shape[2] % 2):
-                    arr = arr[:, :arr.shape[1] // 2 * 2, :arr.shape[2] // 2 * 2]
-                for frame in arr:
-                    writer.append_data(frame)
-                if progress is not None:
-                    progress(min(start + batch, frames), frames)
-        os.replace(tmp, path)
-        ok = True
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if not ok:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+    with VideoWriter(path, fps) as writer:
+        for start in range(0, frames, batch):
+            if cancelled is not None and cancelled():
+                return LoopResult(None, start, time.perf_counter() - t0)
+            images = _resize(explorer.images(z[start:start + batch]), size)
+            for frame in to_uint8(images).permute(0, 2, 3, 1).numpy():
+                writer.append(frame)
+            if progress is not None:
+                progress(min(start + batch, frames), frames)
+        path = writer.commit()
     return LoopResult(path, frames, time.perf_counter() - t0)

@@ -41,6 +41,8 @@ RUN_FORMAT = 1
 SAMPLE_RE = re.compile(r"^step_(\d{8,})\.png$")
 #: run.json larger than this is refused unread (a real one is a few kilobytes).
 MAX_INFO_BYTES = 4 * 1024 * 1024
+MAX_DISPLAY_NAME = 120
+MAX_EVENTS_BYTES = 16 * 1024 * 1024  # events.log read back for warning markers
 #: Entries of a run folder that must never be symbolic links.
 _MEMBERS = ("run.json", "metrics.jsonl", "events.log", "samples", "checkpoints")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -74,7 +76,7 @@ def validate_run_info(info: Any, where: str = "run.json") -> dict:
     for key, typ in (("model_id", str), ("config", dict)):
         if not isinstance(info.get(key), typ):
             raise RunError(f"{where}: '{key}' is missing or not a {typ.__name__}")
-    for key in ("plugin", "plugin_version", "created", "device", "kind"):
+    for key in ("plugin", "plugin_version", "created", "device", "kind", "display_name"):
         if key in info and info[key] is not None and not isinstance(info[key], str):
             raise RunError(f"{where}: '{key}' must be a string")
     if "dataset" in info and info["dataset"] is not None and not isinstance(info["dataset"], dict):
@@ -142,6 +144,15 @@ def parse_metrics_line(line: bytes) -> tuple[dict | None, str]:
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         return None, "no valid 'step'"
     return row, ""
+
+
+_WARNING_TAG_RE = re.compile(r"^(?P<text>.*) \[(?P<kind>[a-z_]+) at step (?P<step>\d+)\]$")
+
+
+def warning_tag(kind: str, step: int) -> str:
+    """What ends an engine warning's line in events.log, so a reopened run finds it:
+    ``[collapse at step 120]`` (read back by :meth:`RunFolder.read_warnings`)."""
+    return f"[{kind} at step {int(step)}]"
 
 
 @dataclass
@@ -260,6 +271,21 @@ class RunFolder:
     def update_info(self, **changes: Any) -> dict:
         info = self.read_info()
         info.update(changes)
+        self.write_info(info)
+        return info
+
+    def set_display_name(self, name: str) -> dict:
+        """Name the run for people (``display_name`` in run.json, written atomically);
+        an empty name removes it. The folder keeps its name."""
+        name = " ".join(str(name).split())
+        if len(name) > MAX_DISPLAY_NAME:
+            raise RunError(f"a run's name is at most {MAX_DISPLAY_NAME} characters "
+                           f"(this one has {len(name)})")
+        info = self.read_info()
+        if name:
+            info["display_name"] = name
+        else:
+            info.pop("display_name", None)
         self.write_info(info)
         return info
 
@@ -385,6 +411,11 @@ class RunFolder:
         so a killed run never stays locked."""
         return RunLock(self.path / ".lock")
 
+    def is_busy(self) -> bool:
+        """Whether another process or window holds this run's writer lock (a read-only
+        probe that never takes the lock; see :meth:`RunLock.held_elsewhere`)."""
+        return RunLock.held_elsewhere(self.path / ".lock")
+
     # -- events.log --------------------------------------------------------------------------
     def log(self, message: str, level: str = "INFO") -> None:
         """Append ``message`` to events.log, one stamped line per line of the message.
@@ -402,6 +433,24 @@ class RunFolder:
                 f.write(text)
         except (OSError, UserError):
             pass  # the log must never be the thing that stops a run (links are not followed)
+
+    def read_warnings(self) -> list[tuple[int, str, str]]:
+        """(step, kind, message) of each engine warning in events.log, oldest first."""
+        try:
+            fd = os.open(self.events_path, os.O_RDONLY | _NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(MAX_EVENTS_BYTES)
+        except OSError:
+            return []
+        out = []
+        for line in data.decode("utf-8", "replace").splitlines():
+            parts = line.split(None, 3)  # date, time, level, message
+            if len(parts) == 4 and parts[2] == "WARNING":
+                text = parts[3][2:] if parts[3].startswith("| ") else parts[3]
+                m = _WARNING_TAG_RE.match(text)
+                if m:
+                    out.append((int(m["step"]), m["kind"], m["text"]))
+        return out
 
     # -- history: what a restart must not lose ---------------------------------------------
     def has_history(self) -> bool:
@@ -512,6 +561,28 @@ class RunLock:
             raise RunError(f"the run in {path.parent} is being trained by another process or "
                            "window; stop it first or choose another run folder") from None
         self.locked = True
+
+    @staticmethod
+    def held_elsewhere(path: str | os.PathLike) -> bool:
+        """Whether someone holds the lock on ``path``: a shared, non-blocking probe on
+        the existing file, so a run on a read-only share is "not held". Windows: False."""
+        path = Path(path)
+        if sys.platform == "win32" or not path.is_file():
+            return False
+        import fcntl
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd >= 0:

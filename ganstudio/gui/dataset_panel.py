@@ -26,7 +26,7 @@ class DatasetPanel(QWidget):
         self.path_edit.setPlaceholderText("Choose or drop a folder of images")
         self.path_edit.setReadOnly(True)
         self.choose = QPushButton("Choose folder…")
-        self.choose.clicked.connect(self._choose)
+        self.choose.clicked.connect(self.choose_folder)
         self.demo = QPushButton("Demo images")
         self.demo.setToolTip("Use the bundled demo dataset of generated shapes")
         self.demo.clicked.connect(self.demoRequested)
@@ -62,10 +62,11 @@ class DatasetPanel(QWidget):
         lay.addWidget(self.skipped)
         lay.addStretch(1)
         self.folder: str | None = None
+        self._scan_token = 0
         self.last_dir = ""
 
     # -- choosing ----------------------------------------------------------------------------
-    def _choose(self) -> None:
+    def choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Folder of training images",
                                                 self.folder or self.last_dir)
         if path:
@@ -104,6 +105,32 @@ class DatasetPanel(QWidget):
         if folder:
             event.acceptProposedAction()
             self.set_folder(folder)
+
+    # -- reading -----------------------------------------------------------------------------
+    def scan(self, tasks, resolution: int, channels: int, fit: str) -> None:
+        """Read the folder in the background (``tasks``: the studio's Tasks): counts,
+        thumbnails, skipped files. A newer scan supersedes one still running."""
+        folder = self.folder
+        if not folder:
+            return
+        self._scan_token += 1
+        token = self._scan_token
+        self.set_busy(f"Reading images in {folder}…")
+
+        def work(_ctx):
+            from ganstudio.core.data import load_dataset
+            images, report = load_dataset(folder, resolution, channels, fit)
+            return report, images[:32].numpy().copy()
+
+        def done(result):
+            if token == self._scan_token:
+                self.set_report(*result)
+
+        def failed(msg, _tb):
+            if token == self._scan_token:
+                self.set_error(msg)
+
+        tasks.run(work, on_result=done, on_error=failed, name="scan")
 
     # -- showing -----------------------------------------------------------------------------
     def set_busy(self, text: str) -> None:

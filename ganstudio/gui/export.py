@@ -7,44 +7,22 @@ from __future__ import annotations
 import os
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ganstudio.core.errors import UserError
+from ganstudio.core.media import (VIDEO_SUFFIXES, OutputSize, largest_size, read_frames,
+                                  spread, write_png, write_video)
 from ganstudio.core.runs import RunFolder
 
-
-def export_grid(array: np.ndarray, path: str | Path) -> Path:
-    """Save a uint8 (H, W, C) grid as PNG."""
-    from PIL import Image
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        path = path.with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
-    Image.fromarray(np.ascontiguousarray(arr)).save(path)
-    return path
+#: A time-lapse of more frames than this is refused (an hour at 30 fps).
+MAX_VIDEO_FRAMES = 108_000
 
 
-def _frame_stack(paths: list[Path]) -> list[np.ndarray]:
-    """Frames as RGB arrays of one size (the largest; smaller grids, e.g. early ProGAN
-    phases, are scaled up with nearest neighbour), with even sides for video codecs."""
-    from PIL import Image
-    images = []
-    for p in paths:
-        with Image.open(p) as im:
-            images.append(im.convert("RGB"))
-    w = max(im.width for im in images)
-    h = max(im.height for im in images)
-    w += w % 2
-    h += h % 2
-    out = []
-    for im in images:
-        if im.size != (w, h):
-            im = im.resize((w, h), Image.Resampling.NEAREST)
-        out.append(np.asarray(im, dtype=np.uint8))
-    return out
+def export_grid(array: np.ndarray, path: str | Path, size: OutputSize = OutputSize()) -> Path:
+    """Save a uint8 (H, W, C) image (a grid, or one sample) as PNG at ``size``."""
+    return write_png(array, path, size)
 
 
 def pick_frames(paths: list[Path], max_frames: int) -> list[Path]:
@@ -60,32 +38,37 @@ def pick_frames(paths: list[Path], max_frames: int) -> list[Path]:
 
 
 def export_timelapse(run_dir: str | Path, path: str | Path, fps: float = 8.0,
-                     max_frames: int = 240) -> Path:
-    """The grids in the run's samples/ as an animated GIF or an MP4 (by the suffix);
-    long runs are thinned evenly to ``max_frames`` frames."""
-    import imageio.v2 as imageio
+                     max_frames: int = 240, *, seconds: float | None = None,
+                     size: OutputSize = OutputSize(),
+                     progress: Callable[[int, int], None] | None = None,
+                     cancelled: Callable[[], bool] | None = None) -> Path | None:
+    """The grids in the run's samples/ as an animated GIF or an MP4 (by the suffix).
+
+    With ``seconds``, the video lasts that long at ``fps``: the grids are spread
+    evenly over its frames (held longer when there are fewer grids than frames);
+    without it, every grid is one frame, long runs thinned evenly to ``max_frames``.
+    Grids of different sizes (early ProGAN phases) are scaled to the largest, then
+    the whole to ``size``. Streams frames; returns None when cancelled."""
     run = RunFolder(run_dir)
-    frames = pick_frames([p for _s, p in run.list_samples()], max_frames)
-    if not frames:
+    grids = [p for _s, p in run.list_samples()]
+    if not grids:
         raise UserError(f"{run.samples_dir} holds no sample grids to make a time-lapse from")
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"{path.name}: a time-lapse is saved as .gif or .mp4")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stack = _frame_stack(frames)
-    if suffix == ".gif":
-        imageio.mimsave(path, stack, duration=1.0 / fps, loop=0)
+    if seconds is not None:
+        if not seconds > 0:
+            raise UserError(f"a time-lapse lasts more than 0 seconds, got {seconds:g}")
+        count = max(2, int(round(seconds * fps)))
+        if count > MAX_VIDEO_FRAMES:
+            raise UserError(f"{count:,} frames is more than a time-lapse holds "
+                            f"({MAX_VIDEO_FRAMES:,}); shorten it or lower the frame rate")
+        frames = spread(grids, count)
     else:
-        try:
-            with imageio.get_writer(path, fps=fps, codec="libx264", quality=8,
-                                    macro_block_size=1, pixelformat="yuv420p") as writer:
-                for frame in stack:
-                    writer.append_data(frame)
-        except (ImportError, RuntimeError, OSError) as e:
-            raise UserError(f"could not write {path.name}: {e} "
-                            "(MP4 needs the imageio-ffmpeg package)") from None
-    return path
+        frames = pick_frames(grids, max_frames)
+    return write_video(read_frames(frames), len(frames), path, fps=fps, size=size,
+                       source=largest_size(sorted(set(frames))), progress=progress,
+                       cancelled=cancelled)
 
 
 def export_samples(run_dir: str | Path, plugin_manager: Any, n: int, folder: str | Path,

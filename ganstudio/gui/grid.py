@@ -209,6 +209,23 @@ class SamplePanel(QWidget):
         if self.frames:
             self.show_frame(len(self.frames) - 1)
 
+    def update_frames(self, frames: list[tuple[int, str | Path]]) -> None:
+        """The run's saved grids changed (a watched run): the slider follows the newest
+        when Live is on and keeps its place otherwise; the grid on screen stays."""
+        self.frames = [(int(s), str(p)) for s, p in frames]
+        self._set_slider(keep=not self.live.isChecked())
+
+    def merge_frames(self, frames: list[tuple[int, str | Path]]) -> None:
+        """Add saved grids of earlier steps (a resumed run's history) to those shown."""
+        seen = {s for s, _ in self.frames}
+        merged = [(int(s), str(p)) for s, p in frames if int(s) not in seen] + self.frames
+        merged.sort(key=lambda f: f[0])
+        self.frames = merged
+        self._set_slider()
+
+    def frame_steps(self) -> list[int]:
+        return [s for s, _ in self.frames]
+
     def add_grid(self, step: int, grid: np.ndarray, path: str | None = None) -> None:
         """A new grid from training or a watched run."""
         if self.frames and self.frames[-1][0] == step:

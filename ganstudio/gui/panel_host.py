@@ -1,7 +1,7 @@
 """The main window's tabs: the studio's own and those plugins offer.
 
 Tabs are kept sorted by their order (Training 0, Runs 10, plugin panels by their
-``PanelSpec.order``). A plugin whose hook fails, or whose factory raises, costs
+``PanelSpec.order``); a plugin's panel sits in a scroll area. A plugin whose hook fails, or whose factory raises, costs
 only its own tab: the reason is kept in :attr:`PanelHost.problems` and said in
 one line, never as a traceback.
 """
@@ -10,9 +10,20 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from PySide6.QtWidgets import QTabWidget, QWidget
+from PySide6.QtWidgets import QFrame, QScrollArea, QTabWidget, QWidget
 
 from .tasks import error_text
+
+
+def scrollable(widget: QWidget) -> QScrollArea:
+    """A plugin's panel inside a scroll area: however large its minimum size, the window
+    still fits a laptop screen (the panel scrolls instead)."""
+    scroll = QScrollArea()
+    scroll.setObjectName("panelScroll")
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.NoFrame)
+    scroll.setWidget(widget)
+    return scroll
 
 
 class PanelHost:
@@ -60,7 +71,7 @@ class PanelHost:
                                           f"{error_text(e)}")
                 continue
             self.panels[spec.id] = widget
-            self.add_tab(widget, spec.title, spec.order)
+            self.add_tab(scrollable(widget), spec.title, spec.order)
             added.append(spec.id)
         return added
 

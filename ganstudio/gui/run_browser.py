@@ -1,4 +1,5 @@
-"""The run browser: past runs under a runs folder (thumbnail, model, steps, date)."""
+"""The run browser: past runs under a runs folder (thumbnail, name, model, dataset,
+resolution, steps, date, device); runs can be renamed (a display name in run.json)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,11 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from ganstudio.core.runs import list_runs
+from ganstudio.core.errors import UserError
+from ganstudio.core.runs import RunFolder, list_runs
 from .tasks import Tasks
+
+COLUMNS = ["Run", "Model", "Dataset", "Resolution", "Steps", "Created", "Device"]
 
 
 def display_path(path: str | Path) -> str:
@@ -24,6 +28,23 @@ def display_path(path: str | Path) -> str:
     if rest is None:
         return str(full)
     return "~" if rest == Path(".") else str(Path("~") / rest)
+
+
+def run_row(info: dict, folder_name: str, steps: int, created: str) -> list[str]:
+    """The table's texts for one run (run.json's ``info``)."""
+    dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
+    folder = dataset.get("folder") or ""
+    images = dataset.get("images")
+    data = Path(folder).name if folder else ""
+    if data and isinstance(images, int):
+        data += f" ({images:,})"
+    res = dataset.get("resolution") or (info.get("config") or {}).get("resolution")
+    total = info.get("total_steps")
+    return [str(info.get("display_name") or folder_name),
+            str(info.get("model_name") or info.get("model_id", "")), data,
+            f"{res}×{res}" if isinstance(res, int) else "",
+            f"{steps:,}" + (f" / {total:,}" if isinstance(total, int) else ""),
+            created.replace("T", " ")[:19], str(info.get("device", ""))]
 
 
 def scan_runs(root: str) -> list[tuple[Any, QImage | None]]:
@@ -45,6 +66,8 @@ class RunBrowser(QWidget):
     resumeRequested = Signal(str)
     exportRequested = Signal(str)
     refreshed = Signal(int)
+    renamed = Signal(str, str)     # run folder, new display name ("" = none)
+    failed = Signal(str)           # a message for the window's message strip
     rootChanged = Signal(str)
 
     def __init__(self, tasks: Tasks, parent: QWidget | None = None):
@@ -65,7 +88,7 @@ class RunBrowser(QWidget):
         top.addWidget(self.refresh_button)
         self.tree = QTreeWidget()
         self.tree.setObjectName("runTree")
-        self.tree.setHeaderLabels(["Run", "Model", "Steps", "Created", "Device"])
+        self.tree.setHeaderLabels(COLUMNS)
         self.tree.setIconSize(QSize(56, 56))
         self.tree.setRootIsDecorated(False)
         self.tree.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -88,12 +111,23 @@ class RunBrowser(QWidget):
             self.buttons[key] = b
             bottom.addWidget(b)
         bottom.addStretch(1)
+        # Renaming sits at the right, apart from the actions that open or change a run's
+        # training; the row must still fit the narrowest window.
+        rename = QPushButton("Rename…")
+        rename.setToolTip("Give the selected run a name of your own (its folder keeps its "
+                          "name)")
+        rename.setEnabled(False)
+        rename.clicked.connect(self._ask_rename)
+        self.buttons["rename"] = rename
         self.status = QLabel("")
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(rename)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.tree, 1)
         lay.addLayout(bottom)
-        lay.addWidget(self.status)
+        lay.addLayout(status_row)
         self.summaries: list[Any] = []
 
     def _choose_root(self) -> None:
@@ -119,20 +153,22 @@ class RunBrowser(QWidget):
     def _fill(self, found: list) -> None:
         self.tree.clear()
         self.summaries = [s for s, _ in found]
+        keep = self.selected()
         for summary, thumb in found:
-            info = summary.info
-            total = info.get("total_steps")
-            steps = f"{summary.steps:,}" + (f" / {total:,}" if isinstance(total, int) else "")
-            item = QTreeWidgetItem([summary.path.name, info.get("model_name") or summary.model_id,
-                                    steps, summary.created.replace("T", " ")[:19],
-                                    str(info.get("device", ""))])
+            item = QTreeWidgetItem(run_row(summary.info, summary.path.name, summary.steps,
+                                           summary.created))
             item.setData(0, Qt.UserRole, str(summary.path))
             item.setToolTip(0, str(summary.path))
+            folder = (summary.info.get("dataset") or {}).get("folder")
+            if folder:
+                item.setToolTip(2, str(folder))
             if thumb is not None:
                 item.setIcon(0, QIcon(QPixmap.fromImage(thumb)))
             self.tree.addTopLevelItem(item)
-        for col in range(5):
+        for col in range(len(COLUMNS)):
             self.tree.resizeColumnToContents(col)
+        if keep:
+            self.select(keep)
         self.status.setText(f"{len(found)} run(s)" if found else
                             "No runs here yet. Train one, or choose the folder that holds them.")
         self._update_buttons()
@@ -155,6 +191,35 @@ class RunBrowser(QWidget):
         on = self.selected() is not None
         for b in self.buttons.values():
             b.setEnabled(on)
+
+    def _ask_rename(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+        path = self.selected()
+        if not path:
+            return
+        item = self.tree.currentItem()
+        name, ok = QInputDialog.getText(self, "Rename run", "Name (empty: the folder's name):",
+                                        text=item.text(0) if item is not None else "")
+        if ok:
+            self.rename(path, name)
+
+    def rename(self, run_dir: str, name: str) -> bool:
+        """Set the run's display name (run.json, written atomically) and show it."""
+        try:
+            info = RunFolder(run_dir).set_display_name(name)
+        except UserError as e:
+            self.failed.emit(f"Cannot rename {Path(run_dir).name}: {e}")
+            return False
+        except OSError as e:
+            self.failed.emit(f"Cannot rename {Path(run_dir).name}: {e.strerror or e}")
+            return False
+        shown = info.get("display_name", "")
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(0, Qt.UserRole) == str(RunFolder(run_dir).path):
+                item.setText(0, shown or Path(run_dir).name)
+        self.renamed.emit(str(RunFolder(run_dir).path), shown)
+        return True
 
     def _emit(self, signal) -> None:
         path = self.selected()

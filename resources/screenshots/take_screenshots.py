@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         QTimer.singleShot(ms, fn)
 
     def current_step() -> int:
-        return int(w._live_rows[-1]["step"]) if w._live_rows else 0
+        return int(w.trainer.live_rows[-1]["step"]) if w.trainer.live_rows else 0
 
     def setup():
         w.model_panel.sample_every.setValue(3.0)

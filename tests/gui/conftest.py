@@ -211,3 +211,23 @@ def tiny_window(make_window, tiny_pm, image_dir):
         w.model_panel.sample_every.setValue(0.5)
         return w
     return make
+
+
+def train_tiny_run(pm, run_dir: Path, data: Path, steps: int = 12):
+    """A real run of the tiny model, written by the engine (no GUI)."""
+    from ganstudio.core.engine import Engine, EngineSettings
+    engine = Engine(pm.get_model("tiny"), run_dir, data_folder=data,
+                    settings=EngineSettings(total_steps=steps, device="cpu", log_every_steps=2,
+                                            log_every_s=1e9, sample_every_steps=4,
+                                            checkpoint_every_s=0))
+    engine.prepare()
+    result = engine.run_loop()
+    assert result.reason == "completed"
+    return engine
+
+
+@pytest.fixture
+def finished_run(tmp_path, tiny_pm, image_dir):
+    """A real 12-step run of the tiny model under tmp_path/runs."""
+    run_dir = tmp_path / "runs" / "tiny-done"
+    return run_dir, train_tiny_run(tiny_pm, run_dir, image_dir)

@@ -105,7 +105,7 @@ def test_studio_api_status_and_run_signals(qtbot, make_window, tiny_pm, tmp_path
         studio.show_status("x", "loud")
     run = tmp_path / "runs" / "some-run"
     with qtbot.waitSignal(studio.run_changed) as blocker:
-        w.run_dir = run
+        w.set_run(run)
     assert blocker.args == [run] and studio.current_run() == run
 
 

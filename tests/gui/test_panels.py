@@ -116,7 +116,7 @@ def test_engine_advice_names_settings_not_command_line_flags(qtbot, make_window)
     assert gui_wording("try augmentation (--set augment=color,cutout) or --set lr_d=0.0001") \
         == "try augmentation (setting augment=color,cutout) or setting lr_d=0.0001"
     w = make_window()
-    w._on_warning(SimpleNamespace(step=377, kind="imbalance",
+    w.trainer._on_warning(SimpleNamespace(step=377, kind="imbalance",
                                   message="the discriminator wins; try --set d_pause=on"))
     assert w.info_bar.kind == "imbalance"
     assert w.info_bar.label.text() == \

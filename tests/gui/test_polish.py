@@ -158,7 +158,7 @@ def test_status_bar_names_bf16_when_the_run_uses_it(qtbot, make_window, tmp_path
     w = make_window()
 
     def start(reason, precision):
-        w._on_started(Started(run_dir=str(tmp_path / "r"), model_id="dcgan", device="cpu",
+        w.trainer._on_started(Started(run_dir=str(tmp_path / "r"), model_id="dcgan", device="cpu",
                               device_reason=reason, step=0, total_steps=10, config={},
                               precision=precision))
         return w.status_labels["device"]
@@ -167,7 +167,7 @@ def test_status_bar_names_bf16_when_the_run_uses_it(qtbot, make_window, tmp_path
                   "bf16")
     assert label.text() == "cpu · bf16" and "AMX" in label.toolTip()
     assert start("requested", "fp32").text() == "cpu"
-    w._set_state("idle")
+    w.trainer.set_state("idle")
 
 
 def test_shortcuts_are_a_table_that_lines_up():

@@ -12,22 +12,6 @@ from ganstudio.core.images import save_png
 from ganstudio.core.runs import RunFolder
 
 
-@pytest.fixture
-def finished_run(tmp_path, tiny_pm, image_dir):
-    """A real 12-step run of the tiny model, written by the engine (no GUI)."""
-    from ganstudio.core.engine import Engine, EngineSettings
-    run_dir = tmp_path / "runs" / "tiny-done"
-    spec = tiny_pm.get_model("tiny")
-    engine = Engine(spec, run_dir, data_folder=image_dir,
-                    settings=EngineSettings(total_steps=12, device="cpu", log_every_steps=2,
-                                            log_every_s=1e9, sample_every_steps=4,
-                                            checkpoint_every_s=0))
-    engine.prepare()
-    result = engine.run_loop()
-    assert result.reason == "completed"
-    return run_dir, engine
-
-
 def test_watch_follows_a_run_written_elsewhere(qtbot, tiny_window, tmp_path):
     w = tiny_window()
     run = RunFolder(tmp_path / "remote")
@@ -65,7 +49,8 @@ def test_browser_lists_opens_and_resumes(qtbot, tiny_window, finished_run):
     assert blocker.args == [1]
     item = w.browser.tree.topLevelItem(0)
     assert item.text(0) == "tiny-done" and item.text(1) == "Tiny test GAN"
-    assert item.text(2) == "12 / 12" and not item.icon(0).isNull()
+    assert (item.text(2), item.text(3), item.text(4)) == ("images (20)", "16×16", "12 / 12")
+    assert not item.icon(0).isNull() and item.toolTip(2).endswith("images")
     assert w.browser.select(str(run_dir))
     with qtbot.waitSignal(w.runOpened, timeout=10_000):
         w.browser.buttons["open"].click()
@@ -139,19 +124,18 @@ def test_resuming_a_run_of_a_missing_model_says_so(qtbot, tiny_window, tmp_path)
 def test_run_option_shows_history_or_follows_a_busy_run(qtbot, tiny_window, finished_run):
     """``ganstudio gui --run RUN``: a finished run shows its charts and grids (Start resumes
     it); a run that another process holds is followed live instead of trained twice."""
-    from ganstudio.gui.main_window import run_is_busy
     run_dir, _engine = finished_run
-    assert not run_is_busy(run_dir)
+    assert not RunFolder(run_dir).is_busy()
     w = tiny_window(run=str(run_dir))
     qtbot.waitUntil(lambda: "loss_g" in w.chart.series and w.samples.current_step == 12,
                     timeout=10_000)
     assert w.chart.series["loss_g"].n == 6 and w.watcher is None
     assert w.status_labels["step"].text() == "step 12 / 12"
-    assert w._first_run_dir == str(run_dir)  # Start resumes it
+    assert w.trainer.first_run_dir == str(run_dir)  # Start resumes it
 
     lock = RunFolder(run_dir).lock()  # another writer
     try:
-        assert run_is_busy(run_dir)
+        assert RunFolder(run_dir).is_busy()
         w2 = tiny_window(run=str(run_dir), autostart=True)
         assert w2.watcher is not None and w2.session is None
         assert w2.info_bar.kind == "watching"
@@ -159,7 +143,7 @@ def test_run_option_shows_history_or_follows_a_busy_run(qtbot, tiny_window, fini
         w2.stop_watching()
     finally:
         lock.release()
-    assert not run_is_busy(run_dir)
+    assert not RunFolder(run_dir).is_busy()
 
 
 def test_long_time_lapses_are_thinned_evenly_keeping_first_and_last():

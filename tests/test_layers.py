@@ -10,8 +10,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import ganstudio
 
 PACKAGE = Path(ganstudio.__file__).resolve().parent
@@ -279,8 +277,6 @@ def test_the_graph_scanner_resolves_relative_and_lazy_imports(tmp_path):
                                      "ganstudio.gui.panel", "ganstudio.cli"]]
 
 
-@pytest.mark.xfail(strict=True, reason="gui/style_panel.py still reaches the style plugin "
-                   "through the command line's style module; gone when the style tab moves into its plugin")
 def test_the_gui_never_imports_the_command_line():
     graph = import_graph()
     offenders = []

@@ -174,9 +174,7 @@ class StylePanel(QWidget):
         split.setStretchFactor(1, 1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        # the whole tab scrolls when the window is smaller than it (a laptop screen):
-        # its own minimum size never widens the studio's window
-        layout.addWidget(scrolled(split))
+        layout.addWidget(split)   # the studio scrolls the whole tab on a small screen
         self.setAcceptDrops(True)
 
     def _apply_device_defaults(self) -> None:

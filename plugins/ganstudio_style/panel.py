@@ -401,6 +401,8 @@ class StylePanel(QWidget):
 
     def apply_network(self) -> bool:
         """Apply a trained fast style network in a background task."""
+        if self.fast is None:
+            return False
         try:
             net_dir, inputs, out, size = self.fast.applying()
         except UserError as e:
@@ -443,6 +445,8 @@ class StylePanel(QWidget):
             self.export_onnx(path)
 
     def export_onnx(self, path: str | Path) -> bool:
+        if self.fast is None:
+            return False
         net_dir = self.fast.net_edit.text().strip()
         if not net_dir:
             self._notify(self.fast.apply_notice, "Choose the trained network's run folder first.")

@@ -379,9 +379,6 @@ class StylePanel(QWidget):
         self.jobFinished.emit(reason)
 
     # -- results -----------------------------------------------------------------------------
-    def result_qimage(self) -> QImage | None:
-        return array_to_qimage(self.result) if self.result is not None else None
-
     def save_result(self, path: str | Path) -> Path:
         """Write the result picture; raises UserError with the reason."""
         if self.result is None:

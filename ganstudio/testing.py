@@ -25,6 +25,8 @@ What is checked for every model (on the CPU, on a few generated images):
              deterministic for the same latents; (image2image) ``preview``.
 ``state``    ``state_dict`` survives ``torch.save`` / ``torch.load(weights_only=True)``
              (what checkpoints use) and a fresh model that loads it is identical.
+``declared`` what the ModelSpec declares holds: latent size, learning-rate settings and
+             the optimizers they name, capabilities ``ddp``, ``d_features``, ``finetune``.
 ``resume``   a run interrupted by a checkpoint and resumed logs exactly the same
              losses as the uninterrupted run (``log_every_steps=1``).
 
@@ -55,7 +57,8 @@ KIT_STEPS = 4
 KIT_BATCH = 4
 #: Number of generated training images.
 KIT_IMAGES = 12
-#: Module attribute a plugin may set to shrink its models for the kit:
+#: The older way to shrink a plugin's models for the kit, still honoured after
+#: ``ModelSpec.test_settings``: a module attribute
 #: ``GANSTUDIO_TEST_SETTINGS = {"model_id": {"setting": value, ...}}``.
 TEST_SETTINGS_ATTR = "GANSTUDIO_TEST_SETTINGS"
 
@@ -63,10 +66,6 @@ _GAN_METHODS = ("train_step", "make_latents", "sample", "state_dict", "load_stat
                 "generator_module", "status")
 _JOB_METHODS = ("train_step", "preview", "state_dict", "load_state_dict", "status")
 _WEIGHT_WORDS = ("weight", "checkpoint", "ckpt", "vgg", "model", "pretrained")
-#: Integer settings whose names end like this are network widths: the kit sets them to 8.
-_WIDTH_SUFFIXES = ("features", "width", "filters", "hidden", "hidden_dim", "fmaps", "channel_max",
-                   "fmap_max", "max_channels")
-KIT_WIDTH = 8
 
 
 class ConformanceError(AssertionError):
@@ -147,25 +146,23 @@ def tiny_overrides(spec: Any, *, module: Any = None, workdir: str | Path | None 
                    overrides: dict | None = None) -> dict:
     """Setting overrides that make a model small enough for the kit.
 
-    GAN: the smallest resolution, a batch of 4, and integer settings named like
-    widths (``*_features``, ``*_width``, ``*_filters``, ``*hidden``, ``channel_max``) at 8.
-    Every empty ``path`` setting (except ones named like weights) gets a
-    generated 16 px image in ``workdir``. Then the plugin's ``GANSTUDIO_TEST_SETTINGS`` for
-    this model, then ``overrides``.
+    Folder-trained models: the smallest ``resolution`` and a batch of 4 (the
+    engine's own settings). Every empty ``path`` setting (except ones named like
+    weights) gets a generated 16 px image in ``workdir``. Then what the model
+    declares in ``ModelSpec.test_settings`` (e.g. small network widths: the kit
+    never guesses them from setting names), the plugin's older
+    ``GANSTUDIO_TEST_SETTINGS`` for this model, then ``overrides``.
     """
-    from ganstudio.core.model import GAN
+    from ganstudio.core.model import FOLDER_KINDS
 
     cfg: dict[str, Any] = {}
-    if spec.kind == GAN:
+    if spec.kind in FOLDER_KINDS:
         res = _smallest_resolution(spec.field("resolution"))
         if res is not None:
             cfg["resolution"] = res
         bs = spec.field("batch_size")
         if bs is not None and bs.type == "int":
             cfg["batch_size"] = _clamp(bs, KIT_BATCH)
-        for f in spec.schema:
-            if f.type == "int" and f.name.lower().endswith(_WIDTH_SUFFIXES):
-                cfg[f.name] = min(f.default, _clamp(f, KIT_WIDTH))
     if workdir is not None:
         from PIL import Image
 
@@ -177,6 +174,7 @@ def tiny_overrides(spec: Any, *, module: Any = None, workdir: str | Path | None 
                 arr = tiny_images(1, 3, 16, seed=100 + i)[0].permute(1, 2, 0).numpy()
                 Image.fromarray(arr).save(path)
                 cfg[f.name] = str(path)
+    cfg.update(dict(getattr(spec, "test_settings", None) or {}))
     cfg.update(_plugin_settings(module, spec.id))
     cfg.update(overrides or {})
     return cfg
@@ -187,12 +185,16 @@ def check_schema(spec: Any) -> list[str]:
     """Raise ConformanceError for a broken schema; return warnings (e.g. unbounded numbers)."""
     from ganstudio.core.config import Field, resolve_config
     from ganstudio.core.errors import ConfigError
-    from ganstudio.core.model import GAN, IMAGE_TO_IMAGE
+    from ganstudio.core.model import CAPABILITIES, FOLDER_KINDS, KINDS
 
     problems: list[str] = []
     warnings: list[str] = []
-    if spec.kind not in (GAN, IMAGE_TO_IMAGE):
-        problems.append(f"kind {spec.kind!r} is neither '{GAN}' nor '{IMAGE_TO_IMAGE}'")
+    if spec.kind not in KINDS:
+        problems.append(f"kind {spec.kind!r} is not one of {', '.join(KINDS)}")
+    unknown = sorted(set(getattr(spec, "capabilities", ()) or ()) - set(CAPABILITIES))
+    if unknown:
+        problems.append(f"unknown capabilities {', '.join(unknown)} (known: "
+                        f"{', '.join(CAPABILITIES)})")
     if not str(spec.name or "").strip():
         problems.append("the model has no display name (ModelSpec.name)")
     if not str(spec.help or "").strip():
@@ -205,7 +207,7 @@ def check_schema(spec: Any) -> list[str]:
     fields = [f for f in fields if isinstance(f, Field)]
     for name in sorted({n for n in names if names.count(n) > 1}, key=str):
         problems.append(f"setting '{name}' is declared twice")
-    if spec.kind == GAN:
+    if spec.kind in FOLDER_KINDS:
         for need in ("resolution", "channels", "batch_size"):
             if need not in names:
                 problems.append(f"a GAN needs the setting '{need}' (use common_gan_fields())")
@@ -236,7 +238,7 @@ def check_schema(spec: Any) -> list[str]:
             if f.min is None or f.max is None:
                 warnings.append(f"{where} has no {'min' if f.min is None else 'max'} "
                                 "(the form's spin box needs a range)")
-        if f.type == "choice":
+        if f.type in ("choice", "multichoice"):
             bogus = "<not-a-choice>"
             try:
                 f.validate(bogus)
@@ -373,10 +375,13 @@ def compare_states(a: dict, b: dict) -> str:
 def _engine_settings(total: int) -> Any:
     from ganstudio.core.engine import EngineSettings
 
+    # Everything by steps, nothing by the clock, no monitors: a slow model gets the same
+    # metrics lines in the uninterrupted and the resumed run.
     return EngineSettings(total_steps=total, log_every_s=1e9, log_every_steps=1,
                           sample_every_s=1e9, sample_every_steps=total,
                           checkpoint_every_s=0.0, checkpoint_every_steps=0, keep_checkpoints=2,
-                          n_samples=4, on_nan="stop", device="cpu", precision="fp32")
+                          n_samples=4, on_nan="stop", device="cpu", precision="fp32",
+                          monitors=False)
 
 
 def _loss_rows(run_dir: Path) -> list[dict]:
@@ -432,6 +437,103 @@ def _exc_text(e: BaseException) -> str:
     return text + (f" ({where})" if where and not isinstance(e, ConformanceError) else "")
 
 
+class _DeclaredNote(Exception):
+    """A declaration that is missing but not wrong: the check passes with a note."""
+
+
+def check_declared(spec: Any, model: Any, config: dict, shape: tuple[int, ...] | None) -> str:
+    """Raise ConformanceError unless what the spec declares holds for the built model;
+    return a one-line summary. Checks the latent size, that every learning-rate setting
+    is a number in the schema and names optimizers the model has, and each declared
+    capability that can be checked on the CPU (``ddp``, ``d_features``, ``finetune``)."""
+    from collections.abc import Mapping
+
+    import torch
+
+    from ganstudio.core.model import FOLDER_KINDS, GAN
+
+    said: list[str] = []
+    if not isinstance(spec.learning_rates, Mapping) and len(spec.learning_rates) > 1:
+        raise ConformanceError(
+            f"learning_rates lists {', '.join(spec.learning_rates)} without saying which "
+            "optimizer each sets; declare a mapping such as {'lr_g': 'g', 'lr_d': 'd'} "
+            "(names from optimizers())")
+    for key in spec.lr_targets():
+        f = spec.field(key)
+        if f is None or f.type not in ("float", "int"):
+            raise ConformanceError(f"learning_rates names '{key}', which is not a number "
+                                   "setting of the schema")
+    if spec.kind not in FOLDER_KINDS:
+        return "no learning rates or capabilities to check" if not spec.lr_targets() else \
+            f"learning rates {', '.join(spec.lr_targets())}"
+    opts = model.optimizers() if callable(getattr(model, "optimizers", None)) else {}
+    if not isinstance(opts, dict) or not all(isinstance(o, torch.optim.Optimizer)
+                                             for o in opts.values()):
+        raise ConformanceError(f"optimizers() must return a dict of name -> "
+                               f"torch.optim.Optimizer, got {_describe(opts)}")
+    if spec.lr_targets() and not opts:
+        raise ConformanceError("the spec declares learning_rates but optimizers() returns "
+                               "none: the engine could not apply them on resume or lower them "
+                               "on roll back")
+    missing = sorted({n for t in spec.lr_targets().values() for n in t if n not in opts})
+    if missing:
+        raise ConformanceError(f"learning_rates name the optimizer(s) {', '.join(missing)}, "
+                               f"but optimizers() has {', '.join(opts) or 'none'}")
+    if not opts:
+        raise _DeclaredNote("optimizers() returns none: after NaN a roll back cannot lower "
+                            "the learning rates (declare optimizers() and "
+                            "ModelSpec.learning_rates)")
+    said.append(f"optimizers {', '.join(opts)}")
+    if spec.lr_targets():
+        said.append(f"learning rates {', '.join(spec.lr_targets())}")
+    if spec.kind == GAN and spec.latent is not None:
+        z = model.make_latents(2, torch.Generator().manual_seed(1))
+        want = spec.latent.size(config)
+        if z.dim() < 2 or z.shape[1] != want:
+            raise ConformanceError(f"the spec's latent space has {want} dimensions, but "
+                                   f"make_latents(2) gave shape {tuple(z.shape)}")
+        said.append(f"latent {want} ({spec.latent.distribution})")
+    caps = set(getattr(spec, "capabilities", ()) or ())
+    if "ddp" in caps:
+        nets = model.trained_networks()
+        if not nets or not all(isinstance(n, torch.nn.Module) for n in nets.values()):
+            raise ConformanceError("capability 'ddp' needs trained_networks() to return a dict "
+                                   "of name -> torch.nn.Module")
+        owned = {id(p) for n in nets.values() for p in n.parameters()}
+        for name, opt in opts.items():
+            stray = [p for g in opt.param_groups for p in g["params"] if id(p) not in owned]
+            if stray:
+                raise ConformanceError(f"capability 'ddp': optimizer '{name}' trains "
+                                       "parameters outside trained_networks()")
+    if "d_features" in caps and shape is not None:
+        x = tiny_images(2, shape[0], shape[1]).float().div(127.5).sub(1.0).to(model.device)
+        x.requires_grad_(True)
+        feats = model.discriminator_features(x)
+        if not isinstance(feats, (list, tuple)) or not feats or not all(
+                isinstance(f, torch.Tensor) and f.shape[0] == 2 for f in feats):
+            raise ConformanceError("capability 'd_features': discriminator_features(x) must "
+                                   "return a non-empty list of tensors with one row per image")
+        if not feats[-1].requires_grad:
+            raise ConformanceError("capability 'd_features': the features must be "
+                                   "differentiable with respect to the images (projection "
+                                   "follows their gradient); drop torch.no_grad()")
+        (grad,) = torch.autograd.grad(sum(f.float().square().mean() for f in feats), x)
+        if not bool(torch.isfinite(grad).all()):
+            raise ConformanceError("capability 'd_features': the features' gradient with "
+                                   "respect to the images is not finite")
+    if "finetune" in caps:
+        fresh = spec.factory(dict(config), shape, model.device)
+        fresh.load_weights(model.state_dict())
+        diff = compare_states(model.generator_module().state_dict(),
+                              fresh.generator_module().state_dict())
+        if diff:
+            raise ConformanceError(f"capability 'finetune': after load_weights the generator "
+                                   f"differs from the source ({diff})")
+    if caps:
+        said.append(f"capabilities {', '.join(sorted(caps))}")
+    return "; ".join(said)
+
+
 # -- one model -----------------------------------------------------------------------------------
 def check_model(spec: Any, *, workdir: str | Path | None = None, module: Any = None,
                 overrides: dict | None = None, steps: int = KIT_STEPS) -> list[CheckResult]:
@@ -460,7 +562,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
     from ganstudio.core import events as ev
     from ganstudio.core.engine import Engine
     from ganstudio.core.errors import UserError
-    from ganstudio.core.model import GAN
+    from ganstudio.core.model import FOLDER_KINDS
 
     mid = spec.id
     results: list[CheckResult] = []
@@ -475,7 +577,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
             add(n, SKIP, why)
         return results
 
-    later = ["steps", "samples", "state", "resume"]
+    later = ["steps", "samples", "state", "declared", "resume"]
     # schema --------------------------------------------------------------------------------
     try:
         warnings = check_schema(spec)
@@ -487,7 +589,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         f"{n_fields} settings; defaults valid, bounds enforced, help present"
         + (f"; note: {'; '.join(warnings)}" if warnings else ""))
 
-    is_gan = spec.kind == GAN
+    on_folder = spec.kind in FOLDER_KINDS
     try:
         over = tiny_overrides(spec, module=module, workdir=workdir, overrides=overrides)
     except Exception as e:  # noqa: BLE001 - a bad GANSTUDIO_TEST_SETTINGS, say so
@@ -500,7 +602,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         add("build", FAIL, f"the kit's settings {over} were refused: {e}")
         return skip_rest(later, "the model must build first")
     images = None
-    if is_gan:
+    if on_folder:
         res, ch = int(cfg["resolution"]), int(cfg["channels"])
         images = tiny_images(KIT_IMAGES, ch, res)
 
@@ -516,23 +618,23 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
     except UserError as e:
         # e.g. pretrained weights the kit cannot invent: say so, do not pretend it passed
         add("build", SKIP, f"the model needs inputs the kit cannot make ({e}); give them in "
-                           f"{TEST_SETTINGS_ATTR}")
+                           f"ModelSpec.test_settings (or {TEST_SETTINGS_ATTR})")
         return skip_rest(later, "the model was not built")
     except Exception as e:  # noqa: BLE001
         add("build", FAIL, f"the factory raised {_exc_text(e)}")
         return skip_rest(later, "the model must build first")
     model = eng.model
-    needed = _GAN_METHODS if is_gan else _JOB_METHODS
+    needed = _GAN_METHODS if on_folder else _JOB_METHODS
     missing = [m for m in needed if not callable(getattr(model, m, None))]
     if missing:
         add("build", FAIL, f"the model object lacks {', '.join(missing)} "
-                           f"(subclass ganstudio.core.model.{'GANModel' if is_gan else 'ImageJob'})")
+                           f"(subclass ganstudio.core.model.{'GANModel' if on_folder else 'ImageJob'})")
         return skip_rest(later, "the model must build first")
     config = dict(eng.config)
     shape = tuple(eng.data.shape) if eng.data is not None else None
     small = {k: config[k] for k in ("resolution", "channels", "batch_size") if k in config}
     add("build", PASS, f"built on cpu with {small or 'its defaults'}"
-        if is_gan else "built on cpu")
+        if on_folder else "built on cpu")
 
     # steps (through the real engine, with a spy on train_step) --------------------------------
     outputs: list[Any] = []
@@ -555,7 +657,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         for out in outputs:
             check_step_output(out, eng.device.device)
         if isinstance(final, ev.Failed):
-            raise ConformanceError((_sample_problem(model, shape) if is_gan else "")
+            raise ConformanceError((_sample_problem(model, shape) if on_folder else "")
                                    or f"the engine stopped: {_failure_text(final)}")
         rows = _loss_rows(workdir / "run_a")
         got = [r["step"] for r in rows]
@@ -579,7 +681,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
     z = None
     try:
         with torch.no_grad():
-            if is_gan:
+            if on_folder:
                 z = model.make_latents(5, torch.Generator().manual_seed(7))
                 z2 = model.make_latents(5, torch.Generator().manual_seed(7))
                 if not isinstance(z, torch.Tensor) or z.shape[0] != 5:
@@ -603,7 +705,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
                 got = check_images(model.preview(), "preview()", n=None, channels=None,
                                    max_hw=None)
                 check_images(model.result(), "result()", n=None, channels=None, max_hw=None)
-        add("samples", PASS, f"{'sample' if is_gan else 'preview'} gives {got} in [-1, 1]")
+        add("samples", PASS, f"{'sample' if on_folder else 'preview'} gives {got} in [-1, 1]")
     except ConformanceError as e:
         add("samples", FAIL, str(e))
     except Exception as e:  # noqa: BLE001
@@ -630,11 +732,11 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
             raise ConformanceError(f"after load_state_dict the fresh model's state differs: "
                                    f"{diff}")
         with torch.no_grad():
-            if is_gan and z is not None:
+            if on_folder and z is not None:
                 if not torch.equal(model.sample(z), fresh.sample(z)):
                     raise ConformanceError("a fresh model that loaded the state samples "
                                            "different images")
-            elif not is_gan:
+            elif not on_folder:
                 if not torch.equal(model.preview(), fresh.preview()):
                     raise ConformanceError("a fresh job that loaded the state previews a "
                                            "different image")
@@ -644,6 +746,16 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         add("state", FAIL, str(e))
     except Exception as e:  # noqa: BLE001
         add("state", FAIL, _exc_text(e))
+
+    # declared capabilities -------------------------------------------------------------------
+    try:
+        add("declared", PASS, check_declared(spec, model, config, shape))
+    except _DeclaredNote as e:
+        add("declared", WARN, str(e))
+    except ConformanceError as e:
+        add("declared", FAIL, str(e))
+    except Exception as e:  # noqa: BLE001
+        add("declared", FAIL, _exc_text(e))
 
     # exact resume ----------------------------------------------------------------------------
     try:
@@ -678,7 +790,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         add("resume", FAIL, _exc_text(e))
 
     # bf16 autocast: the default precision on CUDA GPUs and on CPUs with AMX ------------------
-    if is_gan:
+    if on_folder:
         try:
             bf16_steps = 2
             eng16 = Engine(spec, workdir / "run_bf16", overrides=over,
@@ -702,7 +814,7 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
         except Exception as e:  # noqa: BLE001
             add("bf16", FAIL, _exc_text(e))
     # the explorer: seeds, batch independence, ONNX (models that declare a latent space) -----
-    if is_gan and spec.latent is not None:
+    if on_folder and spec.latent is not None:
         from ganstudio.testing_explore import explorer_checks
         results.extend(explorer_checks(spec, model, workdir))
     return results

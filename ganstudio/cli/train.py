@@ -133,7 +133,8 @@ def run_training(req: TrainRequest) -> int:
         # Killed before run.json was written (or never started): --resume with --model and
         # --data always works, so a restart script needs no special case.
         print(f"nothing to resume in {shown(run.path)} yet; starting a new run", file=sys.stderr)
-    if spec.kind != "gan":
+    from ganstudio.core.model import FOLDER_KINDS
+    if spec.kind not in FOLDER_KINDS:
         raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
     if req.data is None and not ((req.resume or req.restart) and run.exists()):
         raise UserError("--data DIR is required (the folder of training images)")

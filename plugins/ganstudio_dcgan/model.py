@@ -307,6 +307,29 @@ class DCGAN(GANModel):
             for b, v in zip(self.D.buffers(), saved):
                 b.copy_(v)
 
+    def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Capability ``d_features``: D's activations after each LeakyReLU, for images in
+        [-1, 1] at the training size; differentiable with respect to the images. D runs
+        in eval mode, which updates none of its buffers (BatchNorm statistics,
+        spectral-norm vectors) and uses no batch statistics."""
+        was_training = self.D.training
+        self.D.eval()
+        feats: list[torch.Tensor] = []
+        try:
+            x = images.to(self.device).contiguous(memory_format=self.memory_format)
+            for layer in self.D.net:
+                # in-place activations would overwrite the feature just kept
+                x = layer(x.clone() if isinstance(layer, nn.LeakyReLU) else x)
+                if isinstance(layer, nn.LeakyReLU):
+                    feats.append(x.float().contiguous())
+            return feats
+        finally:
+            self.D.train(was_training)
+
+    def effective_config(self) -> dict:
+        """The settings with every ``auto`` replaced by the preset's value."""
+        return {k: v for k, v in self.settings.items() if k != "augment_ops"}
+
     def status(self) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.ada is not None:
@@ -339,3 +362,20 @@ class DCGAN(GANModel):
 
     def generator_module(self) -> torch.nn.Module:
         return self._sampler()
+
+    # -- declared capabilities ---------------------------------------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"g": self.G, "d": self.D}
+
+    def load_weights(self, state: dict) -> None:
+        """Capability ``finetune``: another run's G, D (and average) without its
+        optimizers or counters."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.ema is not None:  # the other run's average, or its G when it kept none
+            ema = state.get("ema")
+            self.ema.module.load_state_dict(ema["module"] if isinstance(ema, dict)
+                                            else self.G.state_dict())

@@ -178,8 +178,17 @@ class FewShotGAN(GANModel):
         return self._run_d(lambda: self.D(x.to(self.device)).float().mean(dim=(1, 2, 3)))
 
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """D's feature maps of ``images`` at 32 (when present), 16 and 8 px."""
-        maps = self._run_d(lambda: self.D.features(images.to(self.device)))
+        """D's feature maps of ``images`` at 32 (when present), 16 and 8 px.
+
+        D runs in eval mode (BatchNorm's running statistics, no spectral-norm update),
+        so each image's features depend on that image alone and D's state is left as
+        it was; gradients flow back to ``images`` (projection into the latent space)."""
+        was_training = self.D.training
+        self.D.eval()
+        try:
+            maps = self.D.features(images.to(self.device))
+        finally:
+            self.D.train(was_training)
         return [maps[r].float() for r in (32, 16, 8) if r in maps]
 
     @torch.no_grad()

@@ -194,6 +194,39 @@ class _WGANBase(GANModel):
     def generator_module(self) -> torch.nn.Module:
         return self.G_ema
 
+    # -- declared capabilities ---------------------------------------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.G, "d": self.D}
+
+    def _d_full(self, x: torch.Tensor) -> torch.Tensor:
+        """D's score of full-resolution images (the grown network, no fade)."""
+        return self.D(x, self.max_level, 1.0)
+
+    def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Capability ``d_features``: the output of each of D's blocks (finest first) for
+        images in [-1, 1] at the training resolution; differentiable with respect to
+        the images."""
+        feats: list[torch.Tensor] = []
+        hooks = [self.D.blocks[k][1].register_forward_hook(
+            lambda _m, _i, out: feats.append(out.float()))
+            for k in range(self.max_level, 0, -1)]
+        try:
+            self._d_full(images.to(self.device).float())
+        finally:
+            for h in hooks:
+                h.remove()
+        return feats
+
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """Capability ``finetune``: another run's G, D and averaged G, without its
+        optimizers, counters or schedule position."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state.get("G_ema", state["G"]))
+
 
 class ProGAN(_WGANBase):
     """Progressive growing: 4x4 first, then each doubling faded in."""
@@ -333,6 +366,12 @@ class MSGGAN(_WGANBase):
 
     def status(self) -> dict[str, float]:
         return {"resolution": self.resolution, "images_shown": self.images_shown}
+
+    def _d_full(self, x: torch.Tensor) -> torch.Tensor:
+        reals = [x]
+        for _ in range(self.max_level):
+            reals.append(downscale2x(reals[-1]))
+        return self.D(reals[::-1])
 
 
 def _map(x, fn):

@@ -90,6 +90,13 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, level: int | None = None,
                 alpha: float | None = None) -> torch.Tensor:
+        """Images for latents ``z``; in eval mode (the averaged copy that samples and
+        exports use) clamped to [-1, 1], as every generator module promises."""
+        img = self._synthesis(z, level, alpha)
+        return img if self.training else img.clamp(-1.0, 1.0)
+
+    def _synthesis(self, z: torch.Tensor, level: int | None,
+                   alpha: float | None) -> torch.Tensor:
         level = self._level if level is None else int(level)
         alpha = self._alpha if alpha is None else float(alpha)
         x = self._start(z)

@@ -18,7 +18,7 @@ interfaces: no module of this package is fetched by model id.
 from __future__ import annotations
 
 import ganstudio
-from ganstudio.core.model import GAN, IMAGE_TO_IMAGE, ModelSpec
+from ganstudio.core.model import FEEDFORWARD, IMAGE_TO_IMAGE, ModelSpec
 
 __version__ = "1.0.0"
 GANSTUDIO_PLUGIN_API = 1
@@ -46,8 +46,9 @@ def ganstudio_register_models():
                   "Needs VGG-19 weights."),
         ),
         ModelSpec(
-            id=fast.MODEL_ID, name="Fast style network (Johnson)", kind=GAN,
+            id=fast.MODEL_ID, name="Fast style network (Johnson)", kind=FEEDFORWARD,
             schema=fast.schema(), factory=_fast_style, version=__version__,
+            learning_rates={"lr": "net"},
             help=("Train a small image-transformation network for one style on a folder of "
                   "content pictures (perceptual losses, Johnson et al.), then stylize any "
                   "picture in one pass with 'ganstudio stylize --net RUN'."),

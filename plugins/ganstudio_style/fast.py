@@ -193,6 +193,13 @@ class FastStyleModel(GANModel):
         y = self.net((z.to(self.device).float() + 1) / 2)
         return y.float().clamp(0, 1) * 2 - 1
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Declared for the engine (ModelSpec.learning_rates: ``{"lr": "net"}``)."""
+        return {"net": self.opt}
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
     def scale_learning_rates(self, factor: float) -> None:
         for group in self.opt.param_groups:
             group["lr"] *= factor

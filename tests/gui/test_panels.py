@@ -111,16 +111,14 @@ def test_export_dialog_suggests_a_path_with_the_right_extension(qtbot, tmp_path)
 
 
 def test_engine_advice_names_settings_not_command_line_flags(qtbot, make_window):
-    from types import SimpleNamespace
-    from ganstudio.gui.main_window import gui_wording
-    assert gui_wording("try augmentation (--set augment=color,cutout) or --set lr_d=0.0001") \
-        == "try augmentation (setting augment=color,cutout) or setting lr_d=0.0001"
+    from ganstudio.core import events as ev
     w = make_window()
-    w.trainer._on_warning(SimpleNamespace(step=377, kind="imbalance",
-                                  message="the discriminator wins; try --set d_pause=on"))
+    w.trainer._on_warning(ev.Warning("the discriminator wins", 377, "imbalance",
+                                     {"d_pause": "on"}))
     assert w.info_bar.kind == "imbalance"
     assert w.info_bar.label.text() == \
-        "Step 377: the discriminator wins; try setting d_pause=on"
+        "Step 377: The discriminator wins. Try d_pause = on in the Model settings, then resume."
+    assert "--set" not in w.info_bar.label.text()
     assert [m[:2] for m in w.chart.markers] == [(377, "imbalance")]
 
 

@@ -172,12 +172,9 @@ def model_id_literals(path: Path, ids: set[str]) -> list[tuple[int, str]]:
 #: entry no longer does (so the list only shrinks). Move the knowledge to a plugin or a
 #: declared capability, then delete the entry.
 NAMES_A_MODEL = {
-    "ganstudio/gui/style_panel.py": "the style tab, moving into the style plugin's package",
-    "ganstudio/cli/style.py": "the stylize commands, to reach the style plugin by kind",
     "ganstudio/bench/runner.py": "the benchmark compares the classic PyTorch DCGAN example "
                                  "with the engine on the same DCGAN, by design",
     "ganstudio/bench/profile_step.py": "profiles that same DCGAN step",
-    "ganstudio/bench/style.py": "prefers the Gatys job among image-to-image models",
     "ganstudio/gui/smoke.py": "a manual GUI smoke script's default --model",
 }
 

@@ -316,9 +316,9 @@ def test_blocked_style_plugin_leaves_the_tab_out_and_says_why(make_window, monke
 def test_broken_style_panel_leaves_the_tab_out_and_says_why(make_window, monkeypatch):
     import ganstudio_style.panel as panel_module
 
-    def broken(self, studio, parent=None):
+    def broken(studio):  # raises before any widget exists (no half-built QWidget is left)
         raise RuntimeError("the panel could not be built")
-    monkeypatch.setattr(panel_module.StylePanel, "__init__", broken)
+    monkeypatch.setattr(panel_module, "StylePanel", broken)
     w = make_window(PluginManager(load_folder=False))
     assert "Style transfer" not in _tab_titles(w) and "Runs" in _tab_titles(w)
     assert any("Style transfer" in m and "the panel could not be built" in m

@@ -126,9 +126,6 @@ class MainWindow(QMainWindow):
     def pause_training(self) -> None:
         self.trainer.pause()
 
-    def resume_training(self) -> None:
-        self.trainer.resume()
-
     def resume_run(self, run_dir: str | Path) -> bool:
         return self.trainer.resume_run(run_dir)
 
@@ -195,22 +192,12 @@ class MainWindow(QMainWindow):
 
     def show_setting_error(self, error: Exception) -> None:
         """A refused setting: say which one (by its label) and put the cursor on it."""
-        import re
-        from .forms import field_label
-        message = str(error)
-        m = re.search(r"setting '(\w+)'", message)
-        spec, form = self.model_panel.current_spec(), self.model_panel.form
-        f = spec.field(m.group(1)) if (m and spec is not None) else None
-        if f is None or form is None or f.name not in form.editors:
-            self.show_error(message)
+        label = self.model_panel.focus_setting(str(error))
+        if label is None:
+            self.show_error(str(error))
             return
-        editor = form.editors[f.name]
-        if form.advanced_box is not None and f.advanced:
-            form.advanced_box.setChecked(True)
         self.model_dock.show()
-        self.model_panel.form_holder.ensureWidgetVisible(editor)
-        editor.setFocus()
-        self.show_error(f"Check “{field_label(f)}” in the Model panel: {message}", kind="setting")
+        self.show_error(f"Check “{label}” in the Model panel: {error}", kind="setting")
 
     def _on_exported(self, path: str) -> None:
         self.clear_error("export")
@@ -288,9 +275,6 @@ class MainWindow(QMainWindow):
         ready = self.pm is not None and self.model_panel.current_spec() is not None
         self.window_actions.update(self.trainer.state, ready,
                             self.run_dir is not None or self.browser.selected() is not None)
-
-    def save_settings(self) -> None:
-        save_window(self)
 
     def set_theme(self, name: str) -> None:
         name = apply_theme(QApplication.instance(), name)

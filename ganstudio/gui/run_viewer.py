@@ -85,6 +85,7 @@ class RunViewer(QObject):
         """Clear what belonged to the previous run and show this one's record."""
         win = self.win
         win.set_run(run_dir)
+        win.info_bar.dismiss()  # what it said was about the previous run
         win.chart.clear()
         win.samples.clear()
         win.status.clear_run()

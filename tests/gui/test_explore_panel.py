@@ -191,6 +191,8 @@ def test_run_without_latent_space_and_no_run(qtbot, studio, tmp_path, image_fold
     p = ExplorePanel(studio)
     qtbot.addWidget(p)
     assert "No run open" in p.run_label.text()
+    # fits beside the settings dock in a 1366 px wide window (every view, not only the shown one)
+    assert p.minimumSizeHint().width() <= 900
     assert not p.seeds.next_button.isEnabled() and not p.checks.mem_button.isEnabled()
     studio.run_changed.emit(nolat)
     qtbot.waitUntil(lambda: "declares no latent space" in p.message.text(), timeout=WAIT)

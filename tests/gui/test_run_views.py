@@ -103,7 +103,7 @@ def test_resume_on_a_folder_that_changed_says_so(qtbot, tiny_window, finished_ru
 # -- opening runs (#13 item 9) -----------------------------------------------------------------
 def test_engine_warnings_come_back_from_events_log(finished_run):
     run_dir, engine = finished_run
-    engine._warn("step 9: samples look alike (mode collapse)", "collapse")
+    engine.warn("step 9: samples look alike (mode collapse)", "collapse")
     RunFolder(run_dir).log("a line that merely mentions [collapse at step] text", "WARNING")
     assert RunFolder(run_dir).read_warnings()[-1] == \
         (12, "collapse", "step 9: samples look alike (mode collapse)")
@@ -132,8 +132,10 @@ def test_opening_a_run_shows_that_run_and_nothing_of_the_previous(
     elapsed_a = w.status_labels["elapsed"].text()
     assert elapsed_a.startswith("elapsed ")
 
+    w.info_bar.show_message("Training completed at step 12.", "info", kind="finished")
     with qtbot.waitSignal(w.runOpened, timeout=10_000):
         w.open_run(run_b)
+    assert not w.info_bar.isVisible()  # the previous run's banner is gone
     assert w.run_dir == run_b and w.windowTitle() == "GAN Studio — tiny-b"
     assert w.chart.markers == []
     assert w.status_labels["step"].text() == "step 8 / 8"

@@ -104,6 +104,7 @@ PLUGIN_ERROR = "plugin_error"
 DISK_FULL = "disk_full"        # also a file-size limit or another write error
 USER_ERROR = "user_error"      # a UserError (e.g. the run is locked by another process)
 INTERNAL = "internal"
+DISTRIBUTED = "distributed"    # another process of a distributed run stopped or was killed
 
 
 @dataclass(frozen=True)

@@ -224,9 +224,25 @@ class GANModel:
     def trained_networks(self) -> dict[str, torch.nn.Module]:
         """The networks the optimizers train, by name (e.g. ``{"g": G, "d": D}``).
 
-        With capability ``ddp`` the engine wraps these for distributed training.
+        With capability ``ddp`` the engine wraps these for distributed training
+        and hands the wrappers back through :meth:`use_wrapped_networks`;
+        ``train_step`` calls them through :meth:`network`.
         """
         return {}
+
+    def use_wrapped_networks(self, wrapped: dict[str, torch.nn.Module]) -> None:
+        """Capability ``ddp``: the engine's DistributedDataParallel wrappers of
+        :meth:`trained_networks`, by the same names (called once, before training)."""
+        self._wrapped_networks = dict(wrapped)
+
+    def network(self, name: str) -> torch.nn.Module:
+        """The trained network ``name`` as ``train_step`` calls it: its wrapper in a
+        distributed run (so its gradients are averaged across processes), else itself.
+        Optimizers, state_dict and sampling keep using the plain network."""
+        wrapped = getattr(self, "_wrapped_networks", None)
+        if wrapped and name in wrapped:
+            return wrapped[name]
+        return self.trained_networks()[name]
 
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Capability ``d_features``: intermediate discriminator features of

@@ -53,9 +53,10 @@ def ganstudio_register_models():
             help=("Progressive growing (Karras et al. 2018): starts at 4x4 and fades in each "
                   "doubling up to the target resolution (default 128 px). Stable at high "
                   f"resolution. With the defaults the whole schedule to 128 px takes "
-                  f"{default_steps:,} steps (4.4 million images); set --steps to at least that."),
+                  f"{default_steps:,} steps (4.4 million images); set --steps to at least that. "
+                  "On several processes the schedule counts each process's images."),
             test_settings=_PROGAN_TEST,
-            capabilities=frozenset({"onnx", "d_features", "finetune"}),
+            capabilities=frozenset({"onnx", "d_features", "finetune", "ddp"}),
             **_SHARED,
         ),
         ModelSpec(

@@ -175,6 +175,13 @@ class _WGANBase(GANModel):
         sq = sum(g.float().square().flatten(1).sum(1) for g in grads)
         return (torch.sqrt(sq + 1e-12) - 1.0).square().mean()
 
+    # -- declared capabilities ---------------------------------------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.G, "d": self.D}
+
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(),
@@ -308,8 +315,9 @@ class ProGAN(_WGANBase):
         self._set_progress(phase.index, alpha)
         x = self._real_batch(real, n, level, alpha)
         z = torch.randn(n, self.latent_dim, device=self.device)
-        fake = self.G(z, level, alpha)
-        out = self._wgan_step(x, fake, lambda t: self.D(t, level, alpha))
+        G, D = self.network("g"), self.network("d")  # DDP wrappers in a distributed run
+        fake = G(z, level, alpha)
+        out = self._wgan_step(x, fake, lambda t: D(t, level, alpha))
         self.images_shown += n
         return out
 

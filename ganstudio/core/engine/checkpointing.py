@@ -13,7 +13,8 @@ from typing import Any
 
 import ganstudio
 from .. import events as ev
-from ..checkpoints import candidates, save_checkpoint, set_aside
+from .. import distributed as dist
+from ..checkpoints import candidates, checkpoint_name, save_checkpoint, set_aside
 from ..errors import CheckpointError
 from . import learning_rates as lrs
 from . import randomness
@@ -54,6 +55,11 @@ class Checkpoints:
             e.warn("no checkpoint written: the losses diverged (NaN/Inf)", "checkpoint",
                    action=ev.ROLLBACK)
             return None
+        if e.ranks is not None:   # every rank: compare weights (also a barrier) ...
+            dist.check_in_step(e)
+            if not e.rank_info.is_writer:   # ... and rank 0 alone writes
+                e.last_checkpoint = e.run.checkpoints_dir / checkpoint_name(e.step)
+                return None
         try:
             path = save_checkpoint(self.state(), e.run.checkpoints_dir, e.step,
                                    keep_last=e.settings.keep_checkpoints)

@@ -127,10 +127,14 @@ class Failures:
     def from_exception(self, error: BaseException) -> ev.Failed | None:
         """The Failed event for ``error``; None for out of memory (the caller handles it
         outside the except block, so the traceback no longer pins the step's tensors)."""
+        from ..distributed import DistributedError
         from ..errors import UserError
 
         if isinstance(error, DiskError):
             return self.fail(str(error), kind=ev.DISK_FULL)
+        if isinstance(error, DistributedError):
+            return self.fail(f"{error}; every rank stops; the run can be resumed from its "
+                             "last checkpoint", kind=ev.DISTRIBUTED, action=ev.RESUME)
         if isinstance(error, PluginFailure):
             cause = error.__cause__
             text = f"{cause.__class__.__name__} in {error.where}: {cause}"

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from .. import distributed as dist
 from .. import events as ev
 from ..data import DatasetReport, DeviceImages
 from ..devices import DeviceChoice
@@ -58,7 +59,12 @@ class Engine:
                  plugin_version: str = "",
                  init_from: str | None = None):
         self.spec = spec
-        self.run = RunFolder(run_dir)
+        # torchrun's environment: rank 0 (or a plain run) writes the run folder; the
+        # other ranks see it through a FollowerRun that writes only their warnings
+        self.rank_info = dist.rank_info()
+        self.ranks: dist.Ranks | None = None       # the joined process group (world > 1)
+        self.run = (RunFolder(run_dir) if self.rank_info.is_writer
+                    else dist.FollowerRun(run_dir, self.rank_info))
         self.data_folder = Path(data_folder).expanduser() if data_folder else None
         self.overrides = dict(overrides or {})
         self.settings = settings or EngineSettings()
@@ -99,6 +105,7 @@ class Engine:
         self._n_acc = 0
         self._imgs_since = 0
         self._schedule: Schedule | None = None
+        self._agreed_stop = False   # distributed: a stop every rank has agreed on
 
     # -- commands (any thread) ---------------------------------------------------------------
     def pause(self) -> None:
@@ -143,6 +150,7 @@ class Engine:
         try:
             preparation.prepare(self, progress)
         except BaseException as e:
+            dist.tell_waiting_ranks(self, e)   # rank 0 failed: the waiting ranks stop too
             self.close()
             if isinstance(e, UserError) or not isinstance(e, Exception):
                 raise
@@ -174,12 +182,18 @@ class Engine:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        if self.ranks is not None:            # leave the process group
+            self.ranks.close()
+            self.ranks = None
 
     # -- what the schedule asks for ----------------------------------------------------------
     @torch.no_grad()
-    def render_samples(self) -> ev.Samples:
+    def render_samples(self) -> ev.Samples | None:
         """The grid of the fixed latents (or the job's preview), with training's random
-        streams isolated: a model that draws noise while sampling does not shift them."""
+        streams isolated: a model that draws noise while sampling does not shift them.
+        Rank 0 alone renders in a distributed run (None elsewhere)."""
+        if not self.rank_info.is_writer:
+            return None
         folder = self.spec.kind in FOLDER_KINDS
         where = "sample" if folder else "preview"
         try:
@@ -211,9 +225,12 @@ class Engine:
         if self._n_acc == 0:
             return True
         names = list(self._acc)
-        means = (torch.stack([self._acc[k] for k in names]) / self._n_acc).tolist() if names else []
+        stacked = torch.stack([self._acc[k] for k in names]) / self._n_acc if names else None
+        if self.ranks is not None and stacked is not None:
+            stacked = self.ranks.average(stacked)  # the mean over every rank: one all-reduce
+        means = stacked.tolist() if stacked is not None else []
         t = time.perf_counter()
-        ips = self._imgs_since / max(t - self._schedule.t_log, 1e-9)
+        ips = self._imgs_since * self.rank_info.world_size / max(t - self._schedule.t_log, 1e-9)
         values = dict(zip(names, means))
         values.update(self.model.status())
         values.update(self.extra_values)
@@ -298,7 +315,7 @@ class Engine:
                 return checked
             self.write_checkpoint()
             self._schedule.checkpointed(self.step, time.perf_counter())
-        if c.stop:
+        if c.stop if self.ranks is None else self._agreed_stop:
             return STOP
         if c.rollback is not None:
             factor = c.rollback or 0.5
@@ -336,6 +353,8 @@ class Engine:
             else:
                 out = self.model.train_step(real)
         except Exception as e:
+            if self.ranks is not None and dist.is_collective_failure(e):
+                raise self.ranks.lost_contact(e, f"during step {self.step + 1}") from e
             if not is_out_of_memory(e):
                 raise PluginFailure("train_step", traceback.format_exc()) from e
             return None
@@ -354,13 +373,16 @@ class Engine:
             self._acc[k] = self._acc[k] + v if k in self._acc else v
         self._n_acc += 1
         self.step += 1
-        self.images_seen += n
+        self.images_seen += n * self.rank_info.world_size   # the batch size is per rank
         self._imgs_since += n
 
     def _scheduled_work(self, now: float) -> None | str | ev.Failed:
         self.monitors.after_step(now)
         due = self._schedule.after_step(self.step, time.perf_counter(),
                                         pending_values=bool(self.extra_values))
+        if self.ranks is not None:   # every rank takes the same branches (rank 0's clock)
+            due.log, due.samples, due.checkpoint, self._agreed_stop = self.ranks.schedule(
+                due.log, due.samples, due.checkpoint, self.commands.stop)
         if due.log or due.checkpoint:  # never save a checkpoint of diverged weights
             checked = self.failures.checked_flush()
             if checked is not None:

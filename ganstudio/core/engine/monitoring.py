@@ -35,7 +35,8 @@ class MonitorRunner:
     @property
     def active(self) -> bool:
         e = self.e
-        return bool(e.settings.monitors) and e.data is not None and e.spec.kind == GAN
+        return (bool(e.settings.monitors) and e.data is not None and e.spec.kind == GAN
+                and e.rank_info.is_writer)     # rank 0 alone measures a distributed run
 
     def start(self, now: float, first_cost_s: float) -> None:
         """Called once when the loop starts; ``first_cost_s`` is the measured cost of the

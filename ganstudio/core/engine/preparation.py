@@ -34,6 +34,7 @@ from ..alarm import split_holdout
 from ..config import resolve_config
 from ..data import DatasetReport, DeviceImages, load_dataset
 from ..devices import pick_device
+from .. import distributed as dist
 from .. import finetune
 from ..errors import CheckpointError, UserError
 from ..model import FOLDER_KINDS, GAN
@@ -61,6 +62,7 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
     info: dict[str, Any] | None = None
     if existing:
         info = e.run.read_info()
+        e.run.check_for_writing()        # no link where training writes: refused at once
         if info["model_id"] != e.spec.id:
             raise UserError(f"run folder {e.run.path} holds a '{info['model_id']}' run, "
                             f"not '{e.spec.id}'")
@@ -79,6 +81,7 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
         e.data_folder = Path(info["dataset"]["folder"])
 
     e.device = pick_device(s.device, precision=s.precision)                 # (3)
+    dist.join(e)      # several processes: this rank's device, the group, rank 0's config
     seed = int(e.config.get("seed", 0))
     torch.manual_seed(seed)            # and the streams outside code may draw from
     random.seed(seed)
@@ -93,7 +96,8 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
         g = torch.Generator().manual_seed(seed + 1)
         e.fixed_noise = e.model.make_latents(s.n_samples, g)
 
-    if e.resume_requested and existing and not e.restart_requested:         # (5)
+    if e.resume_requested and existing and not e.restart_requested \
+            and e.rank_info.is_writer:   # rank 0 restores and sends it to the others (5)
         loaded, rejected = e.checkpoints.restore_latest()
         if loaded is None and e.run.has_history():
             why = "; ".join(reason for _p, reason in rejected[:3]) or "there is none"
@@ -116,6 +120,7 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
     # one: metrics and grids of the lost steps go.
     e.run.truncate_metrics_after(e.step)
     e.run.prune_samples_after(e.step)
+    dist.share_start(e)   # rank 0's state on every rank, DDP wrappers, each rank's streams
 
 
 def _one_channel_fits(e: Engine, report: DatasetReport) -> bool:
@@ -156,6 +161,10 @@ def _write_run_info(e: Engine, info: dict[str, Any] | None) -> None:
         "device": e.device.name, "device_reason": e.device.reason,
         "dataset": e.report.to_dict() if e.report else None,
         "host": platform.node(),
+        # the batch_size setting is per process; a step trains world_size of them
+        "world_size": e.rank_info.world_size,
+        "global_batch": dist.global_batch(int(e.config.get("batch_size", 1) or 1),
+                                          e.rank_info),
     }
     if e.init_record is not None:
         run_info["init_from"] = e.init_record
@@ -166,7 +175,7 @@ def _write_run_info(e: Engine, info: dict[str, Any] | None) -> None:
         e.run.create(run_info)
     e.run.log(f"model {e.spec.id} ({e.spec.plugin} {e.plugin_version}); "
               f"device {e.device.name} ({e.device.reason})")
-    if e.report is not None:
+    if e.report is not None and e.rank_info.is_writer:   # said once, by rank 0
         e.run.log("dataset: " + e.report.summary())
         if e.chosen_from_data:
             chosen = ", ".join(f"{k}={v}" for k, v in e.chosen_from_data.items())

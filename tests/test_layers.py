@@ -10,8 +10,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import ganstudio
 
 PACKAGE = Path(ganstudio.__file__).resolve().parent
@@ -174,12 +172,9 @@ def model_id_literals(path: Path, ids: set[str]) -> list[tuple[int, str]]:
 #: entry no longer does (so the list only shrinks). Move the knowledge to a plugin or a
 #: declared capability, then delete the entry.
 NAMES_A_MODEL = {
-    "ganstudio/gui/style_panel.py": "the style tab, moving into the style plugin's package",
-    "ganstudio/cli/style.py": "the stylize commands, to reach the style plugin by kind",
     "ganstudio/bench/runner.py": "the benchmark compares the classic PyTorch DCGAN example "
                                  "with the engine on the same DCGAN, by design",
     "ganstudio/bench/profile_step.py": "profiles that same DCGAN step",
-    "ganstudio/bench/style.py": "prefers the Gatys job among image-to-image models",
     "ganstudio/gui/smoke.py": "a manual GUI smoke script's default --model",
 }
 
@@ -338,8 +333,6 @@ def test_the_graph_scanner_resolves_relative_and_lazy_imports(tmp_path):
                                      "ganstudio.gui.panel", "ganstudio.cli"]]
 
 
-@pytest.mark.xfail(strict=True, reason="gui/style_panel.py still reaches the style plugin "
-                   "through the command line's style module; gone when the style tab moves into its plugin")
 def test_the_gui_never_imports_the_command_line():
     graph = import_graph()
     offenders = []

@@ -65,8 +65,6 @@ class MainWindow(QMainWindow):
         self.pm: Any = None
         self._run_dir: Path | None = None          # the run being trained or viewed
         self.last_error = ""
-        self.style_panel = None
-        self.style_error = ""
         self.probe = False  # start-up probe: leave the user's settings alone
         self._close_pending = False
         self._runs_refresh_pending = False
@@ -282,9 +280,6 @@ class MainWindow(QMainWindow):
         name = apply_theme(QApplication.instance(), name)
         if self.chart is not None:
             self.chart.apply_theme(name)
-        chart = getattr(self.style_panel, "chart", None)
-        if chart is not None:  # the style tab's chart follows the theme too
-            chart.apply_theme(name)
         self.info_bar.restyle()
         self.theme_actions[name].setChecked(True)
         self.settings.setValue("theme", name)
@@ -309,7 +304,6 @@ class MainWindow(QMainWindow):
                   if info.status == "error"]
         self.model_panel.set_models(pm.models(kind=GAN), failed)
         self.panel_host.add_plugin_panels(pm, self.studio)
-        self._add_style_tab()
         opts = self.options
         wanted = opts.model or self.settings.value("last_model")
         if wanted:
@@ -375,32 +369,6 @@ class MainWindow(QMainWindow):
         if not opts.autostart:
             self.open_run(opts.run)  # its charts and grids; Start resumes it
         return None
-
-    def _add_style_tab(self) -> None:
-        if self.style_panel is not None:
-            return
-        try:
-            from ganstudio.gui.style_panel import StylePanel
-        except ImportError:  # the style tab now comes through its plugin's panel
-            return
-        import sys
-        from PySide6.QtWidgets import QScrollArea
-        try:
-            self.style_panel = StylePanel(self.pm, parent=self)
-        except Exception as e:  # noqa: BLE001 - an optional panel must not stop the studio
-            from .tasks import error_text
-            self.style_panel = None
-            self.style_error = error_text(e)
-            print(f"GAN Studio: style transfer panel unavailable: {self.style_error}",
-                  file=sys.stderr)
-            self.say(f"Style transfer panel unavailable: {e}", 8000)
-            return
-        # The panel is tall; a scroll area keeps the window fitting on a laptop screen.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        scroll.setWidget(self.style_panel)
-        self.panel_host.add_tab(scroll, "Style transfer", 50)
 
     # ============================================================================ dataset
     def _on_folder(self, folder: str) -> None:

@@ -455,3 +455,84 @@ def test_cli_prints_the_command_that_continues_after_out_of_memory(
     assert code == 0, err
     assert "resuming faulty on cpu" in err and "from step 5 to 20" in err
     assert "completed at step 20" in err
+
+
+# -- learning rates as declared ------------------------------------------------------------------
+class TwoOptimizers(FaultyGAN):
+    """G and D optimizers; D's rate is lr * ttur (as a TTUR multiplier is)."""
+
+    def __init__(self, config, image_shape, device):
+        super().__init__(config, image_shape, device)
+        self.v = torch.nn.Parameter(torch.zeros(1))
+        self.opt_d = torch.optim.SGD([self.v], lr=float(config["lr"]) * float(config["ttur"]))
+
+    def state_dict(self):
+        return {**super().state_dict(), "v": self.v.detach().clone(),
+                "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.v.copy_(state["v"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def optimizers(self):
+        return {"g": self.opt_g, "d": self.opt_d}
+
+
+def two_optimizer_spec(learning_rates) -> ModelSpec:
+    spec = faulty_spec()
+    schema = list(spec.schema) + [Field("ttur", "float", 2.0, "D's rate = lr * ttur", min=0.1,
+                                        max=10.0)]
+    return ModelSpec(id="faulty", name="Faulty", kind=GAN, schema=schema,
+                     factory=TwoOptimizers, plugin=PLUGIN, learning_rates=learning_rates)
+
+
+def test_every_declared_learning_rate_is_reapplied_on_resume(tmp_path):
+    """``--resume --set ttur=...`` changes D's optimizer only; ``lr`` both (issue item 7)."""
+    spec = two_optimizer_spec({"lr": ("g", "d"), "ttur": "d"})
+    first = Engine(spec, tmp_path / "run", images=IMAGES, settings=settings(total_steps=5))
+    first.prepare()
+    assert isinstance(first.run_loop(), ev.Finished)
+    again = Engine(spec, tmp_path / "run", images=IMAGES, settings=settings(total_steps=8),
+                   overrides={"ttur": 3.0, "lr": 0.05}, resume=True)
+    again.prepare()
+    assert again.model.opt_g.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert again.model.opt_d.param_groups[0]["lr"] == pytest.approx(0.05 * 3.0)
+    assert isinstance(again.run_loop(), ev.Finished)
+    log = (tmp_path / "run" / "events.log").read_text()
+    assert "lr 0.1 -> 0.05" in log and "ttur 2 -> 3" in log
+
+
+def test_roll_back_halves_one_setting_per_optimizer(tmp_path):
+    spec = two_optimizer_spec({"lr": ("g", "d"), "ttur": "d"})
+    events: list[ev.Event] = []
+    eng = Engine(spec, tmp_path / "run", images=IMAGES, listeners=[events.append],
+                 settings=settings(total_steps=14, on_nan="pause"),
+                 overrides={"nan_threshold": 0.06, "nan_from": 12})
+    eng.listeners.append(lambda e: eng.rollback(0.5) if isinstance(e, ev.Paused) else None)
+    eng.prepare()
+    assert isinstance(eng.run_loop(), ev.Finished)
+    assert eng.config["lr"] == pytest.approx(0.05) and eng.config["ttur"] == 2.0
+    assert eng.model.opt_d.param_groups[0]["lr"] == pytest.approx(0.1)   # 0.05 * 2
+    nan = next(e for e in events if isinstance(e, ev.Warning) and e.kind == "nan")
+    assert nan.settings == {"lr": pytest.approx(0.05)} and nan.action == "rollback"
+
+
+def test_a_roll_back_without_declared_optimizers_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(FaultyGAN, "optimizers", lambda self: {})
+    spec = faulty_spec()
+    spec = ModelSpec(id=spec.id, name=spec.name, kind=GAN, schema=spec.schema,
+                     factory=FaultyGAN, plugin=PLUGIN)            # no learning_rates either
+    events: list[ev.Event] = []
+    eng = Engine(spec, tmp_path / "run", images=IMAGES, listeners=[events.append],
+                 settings=settings(total_steps=14, on_nan="pause"),
+                 overrides={"nan_threshold": 0.06, "nan_from": 12})
+    eng.listeners.append(lambda e: eng.rollback(0.5) if isinstance(e, ev.Paused) and
+                         e.reason == "nan" and len([x for x in events
+                                                    if isinstance(x, ev.Paused)]) == 1
+                         else (eng.stop() if isinstance(e, ev.Paused) else None))
+    eng.prepare()
+    eng.run_loop()
+    warned = [e for e in events if isinstance(e, ev.Warning) and e.kind == "rollback"]
+    assert warned and "declares no optimizers" in warned[0].message

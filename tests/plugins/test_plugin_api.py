@@ -78,14 +78,14 @@ def test_single_file_plugin_from_the_guide_loads_and_passes_the_kit(plugins_dir,
     results = kit.check_model(spec, workdir=tmp_path, module=pm.plugins["hello_gan"].module)
     assert statuses(results) == {"schema": "pass", "build": "pass", "steps": "pass",
                                  "samples": "pass", "state": "pass", "declared": "pass",
-                                 "resume": "pass", "bf16": "pass"}, \
+                                 "resume": "pass", "bf16": "pass", "latent": "pass"}, \
         kit.format_report("hello-gan", results)
 
     rc = main(["plugins", "--check", "hello_gan"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "PASS  load     folder plugin 'hello_gan' 0.1.0: plugin API 1, 1 model" in out
-    assert out.strip().endswith("passed: 9 passed, 0 passed with notes, 0 skipped, 0 failed")
+    assert out.strip().endswith("passed: 10 passed, 0 passed with notes, 0 skipped, 0 failed")
 
 
 # -- common breakages: each reads clearly in `plugins` and in `--check` -------------------------

@@ -62,6 +62,7 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
     info: dict[str, Any] | None = None
     if existing:
         info = e.run.read_info()
+        e.run.check_for_writing()        # no link where training writes: refused at once
         if info["model_id"] != e.spec.id:
             raise UserError(f"run folder {e.run.path} holds a '{info['model_id']}' run, "
                             f"not '{e.spec.id}'")

@@ -31,7 +31,7 @@ import ganstudio
 from ganstudio import hookspecs
 from ganstudio.core.config import Field
 from ganstudio.core.errors import UserError
-from ganstudio.core.model import GAN, IMAGE_TO_IMAGE, ModelSpec
+from ganstudio.core.model import FOLDER_KINDS, KINDS, ModelSpec
 from ganstudio.panels import PanelSpec
 
 ENTRY_POINT_GROUP = "ganstudio.plugins"
@@ -177,8 +177,8 @@ def validate_spec(spec: Any) -> ModelSpec:
             "_", "").replace(".", "").isalnum():
         raise ValueError(f"model id {spec.id!r} must be a non-empty name of letters, digits, "
                          "'-', '_' or '.'")
-    if spec.kind not in (GAN, IMAGE_TO_IMAGE):
-        raise ValueError(f"model '{spec.id}': kind must be '{GAN}' or '{IMAGE_TO_IMAGE}'")
+    if spec.kind not in KINDS:
+        raise ValueError(f"model '{spec.id}': kind must be one of {', '.join(KINDS)}")
     if not callable(spec.factory):
         raise TypeError(f"model '{spec.id}': factory is not callable")
     names = set()
@@ -188,7 +188,7 @@ def validate_spec(spec: Any) -> ModelSpec:
         if f.name in names:
             raise ValueError(f"model '{spec.id}': setting '{f.name}' is declared twice")
         names.add(f.name)
-    if spec.kind == GAN:
+    if spec.kind in FOLDER_KINDS:
         missing = {"resolution", "channels", "batch_size"} - names
         if missing:
             raise ValueError(f"model '{spec.id}': a GAN schema needs the settings "

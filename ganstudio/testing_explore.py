@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ganstudio.testing import FAIL, PASS, CheckResult, ConformanceError, _exc_text
+from ganstudio.testing.results import FAIL, PASS, CheckResult, ConformanceError, _exc_text
 
 #: Largest difference allowed between seed 17 alone and inside a batch (images in [-1, 1]).
 BATCH_TOLERANCE = 1e-4

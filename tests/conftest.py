@@ -109,6 +109,12 @@ TINY_PLUGIN_SOURCE = textwrap.dedent('''
         def generator_module(self):
             return self.G
 
+        def optimizers(self):
+            return {"g": self.opt_g, "d": self.opt_d}
+
+        def trained_networks(self):
+            return {"g": self.G, "d": self.D}
+
 
     def schema():
         return common_gan_fields(resolution=8, resolutions=(8, 16, 32), batch_size=4) + [
@@ -120,7 +126,8 @@ TINY_PLUGIN_SOURCE = textwrap.dedent('''
     @ganstudio.hookimpl
     def ganstudio_register_models():
         return [ModelSpec(id="tinygan", name="Tiny test GAN", kind=GAN, schema=schema(),
-                          factory=TinyGAN, help="Test-only model.", version=__version__)]
+                          factory=TinyGAN, help="Test-only model.", version=__version__,
+                          learning_rates=("lr",))]
 ''')
 
 TINY_PLUGIN_NAME = "tinyplugin"

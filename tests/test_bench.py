@@ -162,7 +162,8 @@ def test_out_of_memory_becomes_a_message_with_a_smaller_batch(tiny_spec, tmp_pat
     result = engine.run_loop()
     assert isinstance(result, ev.Failed) and failed == [result]
     assert result.suggestion == "batch_size=3"
-    assert "ran out of memory" in result.message and "batch_size=3" in result.message
+    assert result.kind == "out_of_memory" and result.settings == {"batch_size": 3}
+    assert "ran out of memory" in result.message and "batch size 6" in result.message
     assert result.traceback == ""
 
 

@@ -146,7 +146,7 @@ def run_engine(spec: Any, folder: str | os.PathLike, run_dir: str | os.PathLike,
             drive(engine, probe)
     except torch.OutOfMemoryError:
         probe.final = ev.Failed(engine.step, "the device ran out of memory while preparing",
-                                suggestion="")
+                                kind=ev.OUT_OF_MEMORY)
     bs = int(engine.config.get("batch_size", 0) or overrides.get("batch_size", 0))
     images, seconds = probe.measure(warmup_steps, bs)
     final = probe.final

@@ -1,7 +1,7 @@
 """Style transfer under the stopwatch: iterations per second and time to a result.
 
-The model is whatever the plugin manager offers with kind ``image2image``
-(the built-in ``style-transfer``, Gatys et al. 2016, when installed), run by
+The model is the first the plugin manager offers with kind ``image2image``
+(the built-in style plugin's Gatys et al. 2016 optimisation, when installed), run by
 the engine with the settings ``ganstudio stylize`` uses. The pictures are
 generated. Where no VGG-19 weights file is installed, a file of random
 weights with VGG-19's shapes is written and used: the arithmetic, and so the
@@ -62,7 +62,7 @@ def measure_style(pm: Any, work: Path, *, size: int, iterations: int,
     specs = pm.models(kind=IMAGE_TO_IMAGE)
     if not specs:
         return {"skipped": "no image-to-image (style transfer) model is installed"}
-    spec = next((s for s in specs if s.id == "style-transfer"), specs[0])
+    spec = specs[0]
     field_names = {f.name for f in spec.schema}
     needed = {"content", "style"}
     if not needed <= field_names:
@@ -106,14 +106,15 @@ def measure_style(pm: Any, work: Path, *, size: int, iterations: int,
     image = engine.model.result().float().cpu()      # waits for the device
     total_s = time.perf_counter() - t0
     steps_done, seconds = probe.measure(warm, 1)
-    evaluations = getattr(engine.model, "evaluations", None)
+    evaluations = engine.model.status().get("evaluations")   # the declared ImageJob surface
     out = {
         "model": spec.id, "size": int(size), "iterations": int(engine.step),
         "iterations_per_s": steps_done / seconds if seconds > 0 else 0.0,
         "time_to_result_s": total_s, "prepare_s": t_ready - t0,
         "result_shape": list(image.shape), "device": engine.device.name,
     }
-    if isinstance(evaluations, int):
+    if evaluations is not None:
+        evaluations = int(evaluations)
         out["loss_evaluations"] = evaluations
         out["evaluations_per_s"] = evaluations / max(total_s - (t_ready - t0), 1e-9)
     if weights_note:

@@ -74,17 +74,80 @@ def older_checkpoint_warning(path: Any, why: str) -> str:
     return warning_line(f"{why}; using an older checkpoint")
 
 
-# -- training failures ---------------------------------------------------------------------------
+# -- suggestions (settings to change, run options, an action) -------------------------------------
+#: the command-line option of each run option the engine may suggest
+RUN_OPTION_FLAGS = {"precision": "--precision", "device": "--device"}
+
+
+def setting_text(settings: dict) -> str:
+    """``{"lr_g": 0.0001, "batch_size": 8}`` -> ``lr_g=0.0001 batch_size=8``."""
+    return " ".join(f"{k}={_value(v)}" for k, v in settings.items())
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_value(v) for v in value)
+    if value is None:
+        return "auto"
+    return str(value)
+
+
+def set_args(settings: dict, run_options: dict | None = None) -> str:
+    """The command-line arguments that apply a suggestion."""
+    args = [f"--set {shlex.quote(f'{k}={_value(v)}')}" for k, v in settings.items()]
+    for key, value in (run_options or {}).items():
+        flag = RUN_OPTION_FLAGS.get(key)
+        if flag:
+            args.append(f"{flag} {shlex.quote(_value(value))}")
+    return " ".join(args)
+
+
+def _failure_advice(failed: Any) -> str:
+    """What to do, in console words, for each kind of failure."""
+    kind = getattr(failed, "kind", "")
+    settings = dict(getattr(failed, "settings", None) or {})
+    options = dict(getattr(failed, "run_options", None) or {})
+    if kind == "out_of_memory" and settings:
+        return f"; try a smaller batch ({setting_text(settings)}) and resume"
+    if kind == "nan" and settings:
+        return f"; resume with lower learning rates ({setting_text(settings)})"
+    if kind == "precision" and options.get("precision"):
+        return f"; resume with --precision {options['precision']}"
+    if settings:
+        return f"; try {setting_text(settings)}"
+    return ""
+
+
 def failure_lines(failed: Any, out: str, events_path: Any) -> list[str]:
     """The lines printed when a training run ends with a ``Failed`` event: what went
-    wrong, the command that continues (when the engine suggests settings), and where
-    the traceback is."""
-    lines = [error_line(failed.message)]
-    suggestion = getattr(failed, "suggestion", None)
-    if suggestion:
-        sets = " ".join(f"--set {shlex.quote(item)}" for item in str(suggestion).split())
+    wrong and what to do, the command that continues (when the engine suggests
+    settings or run options), and where the traceback is."""
+    lines = [error_line(failed.message + _failure_advice(failed))]
+    args = set_args(dict(getattr(failed, "settings", None) or {}),
+                    dict(getattr(failed, "run_options", None) or {}))
+    if args:
         lines.append(f"to continue: ganstudio train --resume --out {shlex.quote(shown(out))} "
-                     f"{sets}")
+                     f"{args}")
     if getattr(failed, "traceback", None):
         lines.append(f"(traceback in {shown(events_path)})")
     return lines
+
+
+def event_warning_line(warning: Any) -> str:
+    """A Warning event in console words, with its advice (a setting to change, or that
+    the folder may be too small or too varied)."""
+    text = warning.message
+    settings = dict(getattr(warning, "settings", None) or {})
+    action = getattr(warning, "action", "")
+    if settings and action == "rollback":
+        text += f"; roll back with lower learning rates ({set_args(settings)})"
+    elif settings and action == "restart":
+        text += f"; start again with {set_args(settings)}"
+    elif settings:
+        text += f"; try {set_args(settings)} (resume with it)"
+    elif action == "add_images":
+        text += ("; the usual remedies are already in use: the folder may be too small or "
+                 "too varied (add images, or keep to one kind of picture)")
+    return warning_line(text)

@@ -76,16 +76,13 @@ INIT = '''\
 from __future__ import annotations
 
 import ganstudio
-from ganstudio.core.model import GAN, ModelSpec
+from ganstudio.core.model import GAN, LatentSpace, ModelSpec
 
 from .model import {{cls}}, schema
 
 __version__ = "0.1.0"
 #: The plugin API this plugin is written for (checked when GAN Studio loads it).
 GANSTUDIO_PLUGIN_API = 1
-
-#: Optional: settings that make the model small for the conformance kit.
-GANSTUDIO_TEST_SETTINGS = {"{{model_id}}": {"width": 16}}
 
 
 @ganstudio.hookimpl
@@ -99,6 +96,11 @@ def ganstudio_register_models():
         factory={{cls}},
         help="Describe your model here: what it is good at, and for which images.",
         version=__version__,
+        # What the engine, the studio and the kit may rely on (plugins/PLUGINS.md):
+        latent=LatentSpace(64, "gaussian", setting="latent_dim"),
+        learning_rates={"lr": ("g", "d")},          # the optimizers of optimizers()
+        test_settings={"width": 16},                # small enough for the conformance kit
+        capabilities=frozenset({"ddp"}),
     )]
 '''
 
@@ -240,6 +242,12 @@ class {{cls}}(GANModel):
 
     def generator_module(self) -> torch.nn.Module:
         return self.G
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"g": self.G, "d": self.D}
 '''
 
 TEST = '''\

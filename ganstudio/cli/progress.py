@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ganstudio.cli.messages import shown, warning_line
+from ganstudio.cli.messages import shown, warning_line, event_warning_line
 from ganstudio.core.units import format_duration
 
 _WIDTH = 150
@@ -92,7 +92,7 @@ class ConsoleProgress(_Printer):
             self.status(f"[{bar:<24}] {event.step}/{event.total_steps} "
                         f"{self._ips:,.0f} img/s {eta} {losses}")
         elif isinstance(event, ev.Warning):
-            self.say(warning_line(event.message))
+            self.say(event_warning_line(event))
         elif isinstance(event, ev.CheckpointWritten) and not self.tty:
             print(f"checkpoint written: {shown(event.path)}", file=self.stream, flush=True)
         elif isinstance(event, ev.Finished):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ganstudio.cli import launch
 from ganstudio.cli.command import Command
 from ganstudio.cli.exits import EXIT_FAILED, EXIT_OK
 from ganstudio.cli.messages import failure_lines, shown
@@ -97,9 +98,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-estimate", action="store_true",
                    help="start at once, without measuring a few steps to estimate the "
                         "run's time")
+    launch.add_arguments(p)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if launch.launch_requested(args):       # --nproc-per-node: torchrun's launcher
+        return launch.run_launched(TrainRequest.from_args(args), args, run_training)
     return run_training(TrainRequest.from_args(args))
 
 
@@ -108,6 +112,7 @@ def run_training(req: TrainRequest) -> int:
     from ganstudio.cli.progress import ConsoleProgress, CountProgress
     from ganstudio.core import events as ev
     from ganstudio.core.config import parse_set_args
+    from ganstudio.core.distributed import rank_info
     from ganstudio.core.engine import Engine
     from ganstudio.core.errors import UserError
     from ganstudio.core.runs import RunFolder
@@ -133,7 +138,8 @@ def run_training(req: TrainRequest) -> int:
         # Killed before run.json was written (or never started): --resume with --model and
         # --data always works, so a restart script needs no special case.
         print(f"nothing to resume in {shown(run.path)} yet; starting a new run", file=sys.stderr)
-    if spec.kind != "gan":
+    from ganstudio.core.model import FOLDER_KINDS
+    if spec.kind not in FOLDER_KINDS:
         raise UserError(f"model '{spec.id}' is not trained on a folder; use 'ganstudio stylize'")
     if req.data is None and not ((req.resume or req.restart) and run.exists()):
         raise UserError("--data DIR is required (the folder of training images)")
@@ -146,21 +152,24 @@ def run_training(req: TrainRequest) -> int:
         total = int(run.read_info().get("total_steps", 10_000)) if run.exists() else 10_000
     if total < 1:
         raise UserError(f"--steps must be at least 1, got {total}")
+    # ranks other than 0 of a distributed run print only their errors; rank 0 reports
+    follower = not rank_info().is_writer
     progress = ConsoleProgress(quiet=req.quiet)
     engine = Engine(spec, req.out, data_folder=req.data, overrides=overrides,
                     settings=engine_settings(req, total), resume=req.resume,
                     restart=req.restart,
                     init_from=req.init_from,
-                    listeners=[progress, pm.metrics_listener(str(run.path))],
+                    listeners=[] if follower else [progress,
+                                                   pm.metrics_listener(str(run.path))],
                     plugin_version=pm.plugin_version(spec))
 
-    preparing = CountProgress("preparing images", quiet=req.quiet)
+    preparing = CountProgress("preparing images", quiet=req.quiet or follower)
     engine.prepare(progress=preparing)
     preparing.finish()
     if engine.history_moved_to is not None:
         print(f"started over; the earlier history is in {shown(engine.history_moved_to)}",
               file=sys.stderr)
-    if engine.report is not None:
+    if engine.report is not None and not follower:
         print("dataset: " + shown(engine.report.summary()), file=sys.stderr)
         if engine.chosen_from_data.get("channels") == 1:
             print("  every image is greyscale: training in 1 channel "
@@ -169,8 +178,8 @@ def run_training(req: TrainRequest) -> int:
             if not line.startswith("warning: "):  # dataset warnings arrive as events
                 print(f"  {shown(line)}", file=sys.stderr)
 
-    if not req.no_estimate:
-        from ganstudio.cli.estimate import print_estimate
+    if not req.no_estimate and not rank_info().distributed:  # one process's time says
+        from ganstudio.cli.estimate import print_estimate      # little about N of them
         print_estimate(spec, engine.config, total, device=req.device,
                        precision=req.precision, start_step=engine.step)
 

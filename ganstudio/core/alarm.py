@@ -21,11 +21,16 @@ A warning fires after ``patience`` consecutive bad checks, once, and re-arms
 when the signal recovers. Models expose D through an optional
 ``discriminate(images) -> logits`` method; without it only diversity is
 watched.
+
+Each warning carries advice as data (:func:`advise`): the next setting worth
+changing that this run has not tried yet - its current (effective) value
+differs, and it was not suggested before - or, when nothing is left, that the
+folder may be too small or too varied. The faces word it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -42,6 +47,60 @@ class AlarmSettings:
     patience: int = 2                 # consecutive bad checks before warning
     start_step: int = 100             # no verdicts before this step (the random start)
     n_images: int = 64                # images per check (samples, real, held-out)
+
+
+class AlarmWarning(NamedTuple):
+    """``kind``: "collapse" or "imbalance"; ``problem``: "collapse", "d_wins" or
+    "overfit"; ``message``: the facts, in plain words, without advice."""
+    kind: str
+    message: str
+    problem: str
+
+
+#: What to try for each problem, in order: (setting, value) pairs, or ("lr", network)
+#: for "halve the learning rate that sets this optimizer" (from the spec's
+#: declared learning rates). Pairs whose setting the model lacks are passed over.
+AUGMENT = "color,translation,cutout"
+REMEDIES: dict[str, list[tuple[str, Any]]] = {
+    "collapse": [("preset", "default"), ("augment", AUGMENT), ("lr", "g")],
+    "d_wins": [("preset", "default"), ("augment", AUGMENT), ("d_pause", "on"), ("lr", "d"),
+               ("label_smoothing", 0.1)],
+    "overfit": [("augment", AUGMENT), ("augment_adaptive", "on")],
+}
+
+
+def advise(problem: str, config: dict[str, Any], effective: dict[str, Any], spec: Any,
+           suggested: set[str]) -> tuple[dict[str, Any], str]:
+    """The next remedy for ``problem`` not yet tried in this run: ``({setting: value}, "")``,
+    or ``({}, "add_images")`` when every one is in use or was suggested already.
+
+    ``config`` is the run's settings, ``effective`` the model's view of them (presets
+    resolved), ``spec`` the ModelSpec (schema and declared learning rates), and
+    ``suggested`` the settings advised earlier in this run (updated here)."""
+    from .errors import ConfigError
+
+    for key, value in REMEDIES.get(problem, []):
+        if key == "lr":
+            key = next((k for k, names in spec.lr_targets().items() if names == (value,)),
+                       next((k for k, names in spec.lr_targets().items() if value in names),
+                            ""))
+            current = config.get(key)
+            if not key or not isinstance(current, (int, float)):
+                continue
+            value = float(current) / 2
+        field = spec.field(key) if key else None
+        if field is None or key in suggested:
+            continue
+        try:
+            value = field.validate(value)
+        except ConfigError:
+            continue
+        in_use = {str(config.get(key, "")).lower(), str(effective.get(key, "")).lower()}
+        if str(value).lower() in in_use:
+            continue
+        suggested.add(key)
+        return {key: value}, ""
+    return {}, "add_images"
 
 
 def split_holdout(images: torch.Tensor, seed: int = 0, *, fraction: float = 0.05,
@@ -76,8 +135,8 @@ class BalanceAlarm:
     """Watches one model; :meth:`check` returns metric values and warnings.
 
     ``real`` and ``held_out`` are float images in [-1, 1] (``held_out`` may
-    be None). Warnings are ``(kind, message)`` with kind ``"collapse"`` or
-    ``"imbalance"``.
+    be None). Warnings are :class:`AlarmWarning` (kind ``"collapse"`` or
+    ``"imbalance"``); :func:`advise` says what to change.
     """
 
     def __init__(self, real: torch.Tensor, held_out: torch.Tensor | None = None, *,
@@ -105,11 +164,11 @@ class BalanceAlarm:
 
     @torch.no_grad()
     def check(self, model: Any, latents: torch.Tensor, step: int
-              ) -> tuple[dict[str, float], list[tuple[str, str]]]:
+              ) -> tuple[dict[str, float], list[AlarmWarning]]:
         s = self.settings
         fake = model.sample(latents[: s.n_images]).float()
         values: dict[str, float] = {}
-        warnings: list[tuple[str, str]] = []
+        warnings: list[AlarmWarning] = []
         div = mean_pairwise_distance(self.extractor.features(fake))
         ratio = div / self.real_diversity if self.real_diversity > 0 else 0.0
         values["diversity"] = round(ratio, 4)
@@ -121,11 +180,9 @@ class BalanceAlarm:
         growing = previous is not None and ratio > previous * s.rising
         self._last_ratio = ratio
         if self._verdict("collapse", judge and ratio < s.collapse_ratio and not growing):
-            warnings.append(("collapse", (
+            warnings.append(AlarmWarning("collapse", (
                 f"samples look alike (mode collapse): the fixed-noise samples are only "
-                f"{_pct(ratio)} as varied as your images. Try the default preset "
-                "(--set preset=default), augmentation (--set augment=color,translation,cutout), "
-                "a lower generator learning rate, or roll back to an earlier checkpoint.")))
+                f"{_pct(ratio)} as varied as your images"), "collapse"))
 
         discriminate: Callable | None = getattr(model, "discriminate", None)
         if discriminate is not None:
@@ -139,25 +196,19 @@ class BalanceAlarm:
             d_wins = (acc_real >= s.d_win_accuracy and acc_fake >= s.d_win_accuracy
                       and auc >= s.d_win_auc)
             if self._verdict("d_wins", judge and d_wins):
-                lr_d = getattr(model, "config", {}).get("lr_d")
-                lower = f" (e.g. lr_d={float(lr_d) / 2:g})" if lr_d else ""
-                warnings.append(("imbalance", (
+                warnings.append(AlarmWarning("imbalance", (
                     f"the discriminator wins: it tells your images from generated ones "
                     f"{_pct(min(acc_real, acc_fake))} of the time, so the generator learns "
-                    "little (samples stay noise or stop improving). Try the default preset, "
-                    "augmentation (--set augment=color,translation,cutout), pausing D "
-                    f"(--set d_pause=on), a lower D learning rate{lower}, or "
-                    "label smoothing (--set label_smoothing=0.1).")))
+                    "little (samples stay noise or stop improving)"), "d_wins"))
             if self.held_out is not None:
                 held_logits = discriminate(self.held_out).float()
                 gap = _auc(real_logits, held_logits)
                 values["d_overfit"] = round(gap, 4)
                 if self._verdict("overfit", judge and gap >= s.overfit_auc):
-                    warnings.append(("imbalance", (
+                    warnings.append(AlarmWarning("imbalance", (
                         f"the discriminator is memorising your training images: it scores "
-                        f"them above unseen ones {_pct(gap)} of the time (50% = no memory). "
-                        "Turn on augmentation (--set augment=color,translation,cutout) or "
-                        "adaptive augmentation (--set augment_adaptive=on), or add images.")))
+                        f"them above unseen ones {_pct(gap)} of the time (50% = no memory)"),
+                        "overfit"))
         return values, warnings
 
 
@@ -193,7 +244,7 @@ class EngineMonitors:
         return self._random
 
     def check_alarm(self, model: Any, latents: torch.Tensor, step: int
-                    ) -> tuple[dict[str, float], list[tuple[str, str]]]:
+                    ) -> tuple[dict[str, float], list[AlarmWarning]]:
         if self.alarm is None:
             held = None
             if self.held_out_u8 is not None:

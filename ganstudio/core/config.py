@@ -12,7 +12,12 @@ from typing import Any, Iterable, Sequence
 
 from .errors import ConfigError
 
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str, "path": str}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str, "path": str,
+          "list": list, "multichoice": list}
+#: item types of a ``list`` field
+_ITEM_TYPES = ("int", "float", "str")
+#: what ``--set key=...`` (or a form) may write for "automatic" in an optional field
+AUTOMATIC_WORDS = ("auto", "automatic", "none")
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,12 @@ class Field:
     """One setting of a model.
 
     ``type`` is one of ``int``, ``float``, ``bool``, ``str``, ``choice``
-    (one of ``choices``) or ``path`` (a file path; empty string = unset).
+    (one of ``choices``), ``path`` (a file path; empty string = unset),
+    ``list`` (a list of ``item_type`` values - ``int``, ``float`` or ``str`` -
+    each within ``min``/``max``; ``--set sizes=32,64``) or ``multichoice``
+    (any subset of ``choices``, in the order given; ``--set aug=color,cutout``).
+    ``optional`` fields also take None, "automatic": the plugin decides
+    (``--set aug_prob=auto``; the form shows an *Automatic* check box).
     ``group`` is a heading for the settings form ("Model", "Training", ...).
     ``advanced`` fields are folded away in the form by default.
     """
@@ -35,12 +45,17 @@ class Field:
     label: str | None = None
     group: str = "Training"
     advanced: bool = False
+    item_type: str = "str"
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
             raise ValueError(f"field '{self.name}': unknown type '{self.type}'")
-        if self.type == "choice" and not self.choices:
-            raise ValueError(f"field '{self.name}': a choice field needs choices")
+        if self.type in ("choice", "multichoice") and not self.choices:
+            raise ValueError(f"field '{self.name}': a {self.type} field needs choices")
+        if self.type == "list" and self.item_type not in _ITEM_TYPES:
+            raise ValueError(f"field '{self.name}': item_type must be one of "
+                             f"{', '.join(_ITEM_TYPES)}")
         # The default itself must pass validation: catches plugin typos early.
         self.validate(self.default)
 
@@ -50,7 +65,32 @@ class Field:
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` converted to this field's type, or raise ConfigError."""
-        kind = self.type
+        if self.optional and (value is None or (isinstance(value, str)
+                                                and value.strip().lower() in AUTOMATIC_WORDS)):
+            return None
+        if self.type == "list":
+            return [self._scalar(item, self.item_type, f"an item of '{self.name}'")
+                    for item in _items(value, self.name)]
+        if self.type == "multichoice":
+            out: list[Any] = []
+            for item in _items(value, self.name):
+                item = self._choice(item)
+                if item not in out:
+                    out.append(item)
+            return out
+        if self.type == "choice":
+            return self._choice(value)
+        return self._scalar(value, self.type, f"setting '{self.name}'")
+
+    def _choice(self, value: Any) -> Any:
+        """``value`` as one of ``choices`` (keeping the choice's own type, e.g. int)."""
+        for c in self.choices or []:
+            if str(c) == str(value).strip() if isinstance(value, str) else str(c) == str(value):
+                return c
+        allowed = ", ".join(str(c) for c in (self.choices or []))
+        raise ConfigError(f"setting '{self.name}': {value!r} is not one of {allowed}")
+
+    def _scalar(self, value: Any, kind: str, what: str) -> Any:
         try:
             if kind == "bool":
                 if isinstance(value, str):
@@ -79,27 +119,15 @@ class Field:
                 value = float(value)
                 if not math.isfinite(value):  # NaN and infinity are never a usable setting
                     raise ValueError
-            elif kind != "choice":
-                if not isinstance(value, str):
-                    raise ValueError
+            elif not isinstance(value, str):
+                raise ValueError
         except (TypeError, ValueError):
-            raise ConfigError(f"setting '{self.name}': expected {kind}, got {value!r}") from None
-        if kind == "choice":
-            allowed = [str(c) for c in (self.choices or [])]
-            if str(value) not in allowed:
-                raise ConfigError(
-                    f"setting '{self.name}': {value!r} is not one of {', '.join(allowed)}"
-                )
-            # keep the original typed choice (e.g. int resolutions)
-            for c in self.choices or []:
-                if str(c) == str(value):
-                    value = c
-                    break
+            raise ConfigError(f"{what}: expected {kind}, got {value!r}") from None
         if kind in ("int", "float"):
             if self.min is not None and value < self.min:
-                raise ConfigError(f"setting '{self.name}': {value} is below the minimum {self.min}")
+                raise ConfigError(f"{what}: {value} is below the minimum {self.min}")
             if self.max is not None and value > self.max:
-                raise ConfigError(f"setting '{self.name}': {value} is above the maximum {self.max}")
+                raise ConfigError(f"{what}: {value} is above the maximum {self.max}")
         return value
 
     def to_dict(self) -> dict:
@@ -108,7 +136,20 @@ class Field:
             "min": self.min, "max": self.max,
             "choices": list(self.choices) if self.choices is not None else None,
             "label": self.title, "group": self.group, "advanced": self.advanced,
+            "item_type": self.item_type, "optional": self.optional,
         }
+
+
+def _items(value: Any, name: str) -> list[Any]:
+    """A list value: a list or tuple, or text with comma-separated items ("" = empty)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        return [part.strip() for part in text.split(",") if part.strip()]
+    raise ConfigError(f"setting '{name}': expected a list (comma-separated), got {value!r}")
 
 
 def defaults(schema: Iterable[Field]) -> dict[str, Any]:

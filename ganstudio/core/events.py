@@ -6,7 +6,7 @@ Events are small immutable records. Listeners are plain callables
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -53,11 +53,29 @@ class CheckpointWritten(Event):
     path: str
 
 
+#: What a warning or failure suggests doing next (``action`` of Warning / Failed):
+RESUME = "resume"          # change ``settings`` / ``run_options`` and resume the run
+ROLLBACK = "rollback"      # go back to the last good checkpoint (lower learning rates)
+RESTART = "restart"        # start the run again (e.g. no checkpoint to go back to)
+ADD_IMAGES = "add_images"  # nothing left to change: the folder may be too small or too varied
+ACTIONS = (RESUME, ROLLBACK, RESTART, ADD_IMAGES)
+
+
 @dataclass(frozen=True)
 class Warning(Event):     # noqa: A001 - deliberate: an engine warning event
+    """Something the user may want to act on; training goes on.
+
+    ``kind`` says what happened (e.g. "collapse", "imbalance", "nan", "dataset",
+    "checkpoint", "rollback"); ``settings`` are model settings worth changing
+    (name -> value) and ``action`` one of :data:`ACTIONS` or "". The message
+    states the facts in plain words; how to apply a suggestion is for each face
+    (the CLI's ``--set``, the studio's form) to say.
+    """
     message: str
     step: int
-    kind: str = "warning"  # e.g. "collapse", "imbalance", "nan", "dataset"
+    kind: str = "warning"
+    settings: dict = field(default_factory=dict)
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,13 +96,38 @@ class Finished(Event):
     checkpoint: str | None
 
 
+#: ``Failed.kind`` values (a face words each one its own way)
+OUT_OF_MEMORY = "out_of_memory"
+NAN = "nan"
+PRECISION = "precision"        # the plugin failed on bf16 under the engine's autocast
+PLUGIN_ERROR = "plugin_error"
+DISK_FULL = "disk_full"        # also a file-size limit or another write error
+USER_ERROR = "user_error"      # a UserError (e.g. the run is locked by another process)
+INTERNAL = "internal"
+DISTRIBUTED = "distributed"    # another process of a distributed run stopped or was killed
+
+
 @dataclass(frozen=True)
 class Failed(Event):
+    """The run stopped. ``message`` states what happened in one line (no command-line
+    flags or studio words); ``kind`` is one of the constants above; the suggestion
+    is structured: ``settings`` (model settings to change, name -> value),
+    ``run_options`` (how the run is driven, e.g. ``{"precision": "fp32"}``) and
+    ``action`` (one of :data:`ACTIONS`, or "")."""
     step: int
-    message: str          # one line for the user
+    message: str
     traceback: str = ""
     plugin: str = ""
-    suggestion: str = ""  # e.g. "try batch_size=32"
+    kind: str = INTERNAL
+    settings: dict = field(default_factory=dict)
+    run_options: dict = field(default_factory=dict)
+    action: str = ""
+
+    @property
+    def suggestion(self) -> str:
+        """The settings as ``key=value`` words (for logs and older readers)."""
+        return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in self.settings.items())
 
 
 Listener = Callable[[Event], None]

@@ -9,7 +9,7 @@ import torch
 from .checkpoints import candidates, check_state, load_checkpoint
 from .config import resolve_config
 from .errors import CheckpointError, UserError
-from .model import GAN, ModelSpec
+from .model import FOLDER_KINDS, ModelSpec
 from .runs import RunFolder
 
 
@@ -67,7 +67,7 @@ def load_trained(run_dir: str | Path, plugin_manager: Any, device: str | torch.d
 def _build(spec: ModelSpec, info: dict, state: dict, device: torch.device) -> Any:
     config = resolve_config(spec.schema, base=state.get("config") or info["config"])
     shape = None
-    if spec.kind == GAN:
+    if spec.kind in FOLDER_KINDS:
         res = int(config["resolution"])
         shape = (int(config["channels"]), res, res)
     model = spec.factory(config, shape, device)

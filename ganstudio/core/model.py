@@ -13,7 +13,7 @@ latents, and state_dict / load_state_dict that include the optimizers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -41,6 +41,15 @@ class LatentSpace:
 
     dim: int
     distribution: str = "gaussian"
+    #: the setting that holds the dimension when it is configurable (e.g.
+    #: ``"latent_dim"``); ``dim`` is then its default.
+    setting: str = ""
+
+    def size(self, config: Mapping[str, Any] | None = None) -> int:
+        """The dimension for ``config`` (the setting's value when there is one)."""
+        if self.setting and config and self.setting in config:
+            return int(config[self.setting])
+        return int(self.dim)
 
 
 #: Capability names a :class:`ModelSpec` may declare in ``capabilities``.
@@ -60,14 +69,25 @@ class ModelSpec:
 
     id:        stable identifier used on the command line and in run.json.
     name:      display name in the studio.
-    kind:      ``"gan"`` (trained on a folder) or ``"image2image"``.
+    kind:      :data:`GAN` (trained on a folder, latent space, GAN monitors),
+               :data:`FEEDFORWARD` (an image-to-image network trained on a folder:
+               no latent space, no GAN monitors) or :data:`IMAGE_TO_IMAGE` (one
+               optimisation on given images). A plugin rejects a bad combination of
+               settings by raising :class:`ganstudio.core.errors.UserError` (or
+               ``ConfigError``) from the factory: the CLI prints its message on one
+               line and exits 2, the studio shows it.
     schema:    list of :class:`~ganstudio.core.config.Field`; the settings form.
     factory:   ``factory(config, image_shape, device) -> model``.
     help:      one paragraph shown in the studio and by ``ganstudio plugins``.
     version:   model version; stored in run.json and checkpoints.
     latent:    the generator's :class:`LatentSpace` (GANs), or None.
-    learning_rates: names of the settings that are learning rates; all of them
-               are reapplied to the optimizers on resume and halved on roll back.
+    learning_rates: the settings that are learning rates, and the optimizers (names
+               from ``GANModel.optimizers()``) each one sets: a mapping
+               ``{"lr_g": "g", "lr_d": "d"}`` or ``{"lr": ("g", "d"), "ttur_mult": "d"}``
+               (an optimizer's rate is proportional to every setting that names it),
+               or a plain sequence whose settings each set every optimizer (fine for a
+               single ``"lr"``). On resume a changed setting scales its optimizers by
+               new / old; a roll back halves them (see :meth:`lr_targets`).
     test_settings: settings that make the model tiny and fast for the
                conformance kit (e.g. ``{"g_features": 4, "resolution": 16}``).
     capabilities: a subset of :data:`CAPABILITIES`.
@@ -84,7 +104,7 @@ class ModelSpec:
     help: str = ""
     version: str = "1"
     latent: LatentSpace | None = None
-    learning_rates: Sequence[str] = ()
+    learning_rates: Sequence[str] | Mapping[str, str | Sequence[str]] = ()
     test_settings: dict[str, Any] = dc_field(default_factory=dict)
     capabilities: frozenset[str] = frozenset()
     quick_settings: dict[str, Any] = dc_field(default_factory=dict)
@@ -93,6 +113,15 @@ class ModelSpec:
     def has(self, capability: str) -> bool:
         """True when the spec declares ``capability`` (one of :data:`CAPABILITIES`)."""
         return capability in self.capabilities
+
+    def lr_targets(self) -> dict[str, tuple[str, ...]]:
+        """Each learning-rate setting and the optimizer names it sets; ``()`` = all."""
+        if isinstance(self.learning_rates, Mapping):
+            out = {}
+            for key, names in self.learning_rates.items():
+                out[str(key)] = (names,) if isinstance(names, str) else tuple(names)
+            return out
+        return {str(key): () for key in self.learning_rates}
 
     def field(self, name: str) -> Field | None:
         for f in self.schema:
@@ -140,12 +169,23 @@ class GANModel:
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
-        """Images for latents ``z`` as (N, C, h, w) in [-1, 1] (h, w may be < H, W)."""
+        """Images for latents ``z`` as (N, C, h, w) in [-1, 1] (h, w may be < H, W).
+
+        The engine calls it during training (the sample grid, the balance alarm,
+        KID/FID) with its random state isolated: noise drawn here never shifts
+        the training streams. The same latents must give the same images.
+        """
         raise NotImplementedError
 
     def status(self) -> dict[str, float]:
         """Cheap host-side numbers added to each metrics line (e.g. resolution, alpha)."""
         return {}
+
+    def effective_config(self) -> dict[str, Any]:
+        """The settings as the model applies them (e.g. ``auto`` replaced by its preset's
+        value). The balance alarm compares its advice with these so it never suggests
+        what the run already uses."""
+        return dict(self.config)
 
     def attach_data(self, images: Any) -> None:
         """Called once with the :class:`~ganstudio.core.data.DeviceImages` before training.
@@ -164,8 +204,10 @@ class GANModel:
         """The network exported as "the trained generator" (the EMA copy if any).
 
         It maps latents (N, latent.dim) to images (N, C, H, W) in [-1, 1]; the
-        same network ``sample`` uses. Export (safetensors / pt / ONNX) and the
-        explorer use it; the engine never trains through it.
+        same network ``sample`` uses, so the live grid shows what an export
+        holds (an average that starts late must already be what ``sample``
+        uses). Export (safetensors / pt / ONNX) and the explorer use it; the
+        engine never trains through it (it trains ``trained_networks()``).
         """
         raise NotImplementedError
 
@@ -182,9 +224,25 @@ class GANModel:
     def trained_networks(self) -> dict[str, torch.nn.Module]:
         """The networks the optimizers train, by name (e.g. ``{"g": G, "d": D}``).
 
-        With capability ``ddp`` the engine wraps these for distributed training.
+        With capability ``ddp`` the engine wraps these for distributed training
+        and hands the wrappers back through :meth:`use_wrapped_networks`;
+        ``train_step`` calls them through :meth:`network`.
         """
         return {}
+
+    def use_wrapped_networks(self, wrapped: dict[str, torch.nn.Module]) -> None:
+        """Capability ``ddp``: the engine's DistributedDataParallel wrappers of
+        :meth:`trained_networks`, by the same names (called once, before training)."""
+        self._wrapped_networks = dict(wrapped)
+
+    def network(self, name: str) -> torch.nn.Module:
+        """The trained network ``name`` as ``train_step`` calls it: its wrapper in a
+        distributed run (so its gradients are averaged across processes), else itself.
+        Optimizers, state_dict and sampling keep using the plain network."""
+        wrapped = getattr(self, "_wrapped_networks", None)
+        if wrapped and name in wrapped:
+            return wrapped[name]
+        return self.trained_networks()[name]
 
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Capability ``d_features``: intermediate discriminator features of

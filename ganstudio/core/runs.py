@@ -50,6 +50,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 MAX_METRICS_LINE = 64 * 1024
 #: Deepest JSON nesting read from a metrics line (a real row is one flat object).
 MAX_METRICS_DEPTH = 16
+#: Other files written at the top of a run folder (plugins' and the explorer's).
+_ALSO_WRITTEN = frozenset({"metrics.csv", "explore.json", ".lock"})
 #: Names kept in place when a run's history is set aside for a restart.
 _KEPT_ON_RESTART = ("run.json", "events.log", ".lock")
 
@@ -223,6 +225,26 @@ class RunFolder:
                     raise RunError(f"{p} should be a folder")
             elif p.exists() and not p.is_file():
                 raise RunError(f"{p} should be a file")
+
+    def check_for_writing(self) -> None:
+        """Before a run writes into an existing folder: :meth:`check_layout`, and no symbolic
+        link among the sample grids, the checkpoints or the other files GAN Studio and its
+        built-in plugins write. (Writes never follow a link anyway; this refuses the
+        tampered folder at once, naming the link, before anything is changed.)"""
+        from .checkpoints import KEEP_FILE, NAME_RE
+        self.check_layout()
+        places = [(self.path, lambda n: n in _ALSO_WRITTEN),
+                  (self.samples_dir, SAMPLE_RE.match),
+                  (self.checkpoints_dir, lambda n: n == KEEP_FILE or NAME_RE.match(n))]
+        for folder, written in places:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if written(entry.name) and entry.is_symlink():
+                    raise RunError(f"{entry.path} is a symbolic link; a run folder must hold "
+                                   "its own files (refused for safety)")
 
     # -- existence ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -454,14 +476,15 @@ class RunFolder:
 
     # -- history: what a restart must not lose ---------------------------------------------
     def has_history(self) -> bool:
-        """True when the folder holds anything of a run's past: metrics rows, sample grids,
-        checkpoints (usable or set aside)."""
+        """True when the folder holds anything of a run's past: metrics rows, sample grids
+        after step 0, checkpoints (usable or set aside). (The step-0 grid alone is not: a
+        start from step 0 draws the same one again.)"""
         try:
             if self.metrics_path.stat().st_size > 0:
                 return True
         except OSError:
             pass
-        if self.list_samples():
+        if any(step > 0 for step, _ in self.list_samples()):
             return True
         try:
             return any(e.name.startswith("ckpt_") for e in os.scandir(self.checkpoints_dir))

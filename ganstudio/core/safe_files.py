@@ -13,8 +13,8 @@ through this module, which guarantees:
 * a final name that is a symbolic link is refused with :class:`UnsafeFileError`
   naming the file (a rename would replace the link, but a folder holding one
   was tampered with, and the user should know);
-* appends open without following links and refuse a file that has other hard
-  links (appending to it would change a file elsewhere);
+* appends open without following links; a file that has other hard links is
+  first replaced by a private copy (appending to it would change a file elsewhere);
 * folders between the trusted top (``within``, usually the run folder) and
   the file are entered without following links (directory descriptors where
   the platform has them), and created when missing;
@@ -290,38 +290,59 @@ def open_append(path: str | os.PathLike, *, within: str | os.PathLike | None = N
                 errors: str = "backslashreplace", newline: str | None = None) -> IO:
     """Open ``path`` for appending (created when missing) without following a link.
 
-    Refused with :class:`UnsafeFileError`: a symbolic link, something that is not a
-    plain file (a pipe would block the writer), and a file with other hard links
-    (appending to it would change a file elsewhere)."""
+    Refused with :class:`UnsafeFileError`: a symbolic link, and something that is not
+    a plain file (a pipe would block the writer). A file with other hard links (shared
+    with a place outside, or with a backup snapshot) is first replaced by a private copy
+    of itself, so the append never changes the other names' file."""
     path = Path(path)
+    for _attempt in range(3):
+        fd = _open_for_append(path, within)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeFileError(path, "is not a plain file")
+            if st.st_nlink > 1:
+                os.close(fd)
+                fd = -1
+                content = _read_nofollow(path, within)
+                write_atomic(path, content, within=within)  # a copy of our own, renamed in
+                continue
+            if _NONBLOCK:
+                import fcntl
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_NONBLOCK)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        raw = os.fdopen(fd, "ab")
+        if binary:
+            return raw
+        return io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline=newline,
+                                write_through=True)
+    raise UnsafeFileError(path, "keeps getting other hard links")
+
+
+def _read_nofollow(path: Path, within: str | os.PathLike | None) -> bytes:
+    with _open_folder(path, within, create=False) as folder:
+        try:
+            fd = folder.open(path.name, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
+        except OSError as e:
+            raise _renamed_error(e, path) from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _open_for_append(path: Path, within: str | os.PathLike | None) -> int:
     with _open_folder(path, within) as folder:
         try:
-            fd = folder.open(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW
-                             | _NONBLOCK | _BINARY)
+            return folder.open(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW
+                               | _NONBLOCK | _BINARY)
         except OSError as e:
             if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and _NOFOLLOW):
                 raise UnsafeFileError(path, "is a symbolic link") from None
             if e.errno == errno.ENXIO:
                 raise UnsafeFileError(path, "is not a plain file") from None
             raise _renamed_error(e, path) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeFileError(path, "is not a plain file")
-        if st.st_nlink > 1:
-            raise UnsafeFileError(path, f"has {st.st_nlink - 1} other hard link(s) (a "
-                                        "file shared with another place)")
-        if _NONBLOCK:
-            import fcntl
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_NONBLOCK)
-    except BaseException:
-        os.close(fd)
-        raise
-    raw = os.fdopen(fd, "ab")
-    if binary:
-        return raw
-    return io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline=newline,
-                            write_through=True)
 
 
 def make_dirs(path: str | os.PathLike, *, within: str | os.PathLike | None = None) -> Path:

@@ -109,7 +109,8 @@ def export_generator(run_dir: str | Path, plugin_manager: Any, path: str | Path)
     import torch
     from ganstudio.core.inference import load_trained
     spec, model, _state = load_trained(run_dir, plugin_manager, device="cpu")
-    if not hasattr(model, "generator_module"):
+    from ganstudio.core.model import FOLDER_KINDS
+    if spec.kind not in FOLDER_KINDS:  # folder-trained models declare generator_module()
         raise UserError(f"model '{spec.id}' has no generator to export")
     state = {k: v.detach().cpu().contiguous().clone()
              for k, v in model.generator_module().state_dict().items()}

@@ -2,8 +2,10 @@
 
 int -> spin box with the field's bounds, float -> text box validated by the
 field (learning rates like 2e-4 read naturally), bool -> check box, choice ->
-combo box, str -> text box, path -> text box with a Browse button. Help text
-and bounds are tooltips; advanced fields sit in a folded group.
+combo box, str -> text box, path -> text box with a Browse button, list ->
+text box of comma-separated items, multichoice -> a check box per choice; an
+optional field gets an *Automatic* check box (None: the plugin decides). Help
+text and bounds are tooltips; advanced fields sit in a folded group.
 """
 from __future__ import annotations
 
@@ -92,6 +94,33 @@ def _form_layout(parent: QWidget) -> QFormLayout:
     return form
 
 
+class MultiChoice(QWidget):
+    """One check box per choice; the value is the checked choices in schema order."""
+
+    changed = Signal()
+
+    def __init__(self, choices: Sequence[Any], parent: QWidget | None = None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.boxes: list[tuple[Any, QCheckBox]] = []
+        for c in choices:
+            box = QCheckBox(str(c))
+            box.setObjectName(f"choice_{c}")
+            box.toggled.connect(self.changed)
+            row.addWidget(box)
+            self.boxes.append((c, box))
+        row.addStretch(1)
+
+    def value(self) -> list[Any]:
+        return [c for c, box in self.boxes if box.isChecked()]
+
+    def set_value(self, values: Sequence[Any]) -> None:
+        wanted = {str(v) for v in values}
+        for c, box in self.boxes:
+            box.setChecked(str(c) in wanted)
+
+
 class SettingsForm(QWidget):
     """Editors for every field; :meth:`values` returns validated values."""
 
@@ -101,6 +130,7 @@ class SettingsForm(QWidget):
         super().__init__(parent)
         self.schema = list(schema)
         self.editors: dict[str, QWidget] = {}
+        self.automatic: dict[str, QCheckBox] = {}   # optional fields: checked = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         groups: dict[str, QFormLayout] = {}
@@ -138,9 +168,26 @@ class SettingsForm(QWidget):
         editor.setToolTip(_tooltip(f))
         guard_wheel(editor)
         self.editors[f.name] = editor
-        form.addRow(field_label(f), editor if not isinstance(editor, QLineEdit) or f.type != "path"
-                    else self._with_browse(editor))
+        shown = (editor if not isinstance(editor, QLineEdit) or f.type != "path"
+                 else self._with_browse(editor))
+        if f.optional:
+            shown = self._with_automatic(f, shown)
+        form.addRow(field_label(f), shown)
         self._set(f, f.default)
+
+    def _with_automatic(self, f: Field, editor: QWidget) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        auto = QCheckBox("Automatic")
+        auto.setObjectName(f"auto_{f.name}")
+        auto.setToolTip("Let the model choose this setting")
+        auto.toggled.connect(lambda on: editor.setEnabled(not on))
+        auto.toggled.connect(self.changed)
+        row.addWidget(auto)
+        row.addWidget(editor, 1)
+        self.automatic[f.name] = auto
+        return box
 
     def _make_editor(self, f: Field) -> QWidget:
         if f.type == "int":
@@ -160,9 +207,15 @@ class SettingsForm(QWidget):
                 w.addItem(str(c), c)
             w.currentIndexChanged.connect(self.changed)
             return w
+        if f.type == "multichoice":
+            w = MultiChoice(f.choices or [])
+            w.changed.connect(self.changed)
+            return w
         w = QLineEdit()
         if f.type == "path":
             w.setPlaceholderText("(none)")
+        elif f.type == "list":
+            w.setPlaceholderText("comma-separated, e.g. 32, 64")
         w.textChanged.connect(lambda _t, f=f, w=w: self._check_text(f, w))
         return w
 
@@ -183,7 +236,7 @@ class SettingsForm(QWidget):
 
     def _check_text(self, f: Field, w: QLineEdit) -> None:
         try:
-            if f.type == "float":
+            if f.type in ("float", "list"):
                 f.validate(w.text())
             w.setProperty("invalid", False)
             w.setStyleSheet("")
@@ -196,7 +249,13 @@ class SettingsForm(QWidget):
     # -- values ------------------------------------------------------------------------------
     def _set(self, f: Field, value: Any) -> None:
         w = self.editors[f.name]
-        if isinstance(w, QSpinBox):
+        if f.name in self.automatic:
+            self.automatic[f.name].setChecked(value is None)
+            if value is None:
+                return
+        if isinstance(w, MultiChoice):
+            w.set_value(value)
+        elif isinstance(w, QSpinBox):
             w.setValue(int(value))
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
@@ -205,17 +264,25 @@ class SettingsForm(QWidget):
             if idx >= 0:
                 w.setCurrentIndex(idx)
         elif isinstance(w, QLineEdit):
-            w.setText(_fmt_float(value) if f.type == "float" else str(value))
+            if f.type == "list":
+                w.setText(", ".join(_fmt_float(v) if isinstance(v, float) else str(v)
+                                    for v in value))
+            else:
+                w.setText(_fmt_float(value) if f.type == "float" else str(value))
 
     def _raw(self, f: Field) -> Any:
         w = self.editors[f.name]
+        if f.name in self.automatic and self.automatic[f.name].isChecked():
+            return None
+        if isinstance(w, MultiChoice):
+            return w.value()
         if isinstance(w, QSpinBox):
             return w.value()
         if isinstance(w, QCheckBox):
             return w.isChecked()
         if isinstance(w, QComboBox):
             return w.currentData()
-        return w.text().strip() if f.type == "float" else w.text()
+        return w.text().strip() if f.type in ("float", "list") else w.text()
 
     def values(self) -> dict[str, Any]:
         """Every field's value, validated; ConfigError names the first bad one."""

@@ -67,8 +67,6 @@ class MainWindow(QMainWindow):
         self.pm: Any = None
         self._run_dir: Path | None = None          # the run being trained or viewed
         self.last_error = ""
-        self.style_panel = None
-        self.style_error = ""
         self.probe = False  # start-up probe: leave the user's settings alone
         self._close_pending = False
         self._runs_refresh_pending = False
@@ -134,9 +132,6 @@ class MainWindow(QMainWindow):
 
     def pause_training(self) -> None:
         self.trainer.pause()
-
-    def resume_training(self) -> None:
-        self.trainer.resume()
 
     def resume_run(self, run_dir: str | Path) -> bool:
         return self.trainer.resume_run(run_dir)
@@ -204,22 +199,12 @@ class MainWindow(QMainWindow):
 
     def show_setting_error(self, error: Exception) -> None:
         """A refused setting: say which one (by its label) and put the cursor on it."""
-        import re
-        from .forms import field_label
-        message = str(error)
-        m = re.search(r"setting '(\w+)'", message)
-        spec, form = self.model_panel.current_spec(), self.model_panel.form
-        f = spec.field(m.group(1)) if (m and spec is not None) else None
-        if f is None or form is None or f.name not in form.editors:
-            self.show_error(message)
+        label = self.model_panel.focus_setting(str(error))
+        if label is None:
+            self.show_error(str(error))
             return
-        editor = form.editors[f.name]
-        if form.advanced_box is not None and f.advanced:
-            form.advanced_box.setChecked(True)
         self.model_dock.show()
-        self.model_panel.scroll_to(editor)
-        editor.setFocus()
-        self.show_error(f"Check “{field_label(f)}” in the Model panel: {message}", kind="setting")
+        self.show_error(f"Check “{label}” in the Model panel: {error}", kind="setting")
 
     def _on_exported(self, path: str) -> None:
         self.clear_error("export")
@@ -299,16 +284,10 @@ class MainWindow(QMainWindow):
         self.window_actions.update(self.trainer.state, ready,
                             self.run_dir is not None or self.browser.selected() is not None)
 
-    def save_settings(self) -> None:
-        save_window(self)
-
     def set_theme(self, name: str) -> None:
         name = apply_theme(QApplication.instance(), name)
         if self.chart is not None:
             self.chart.apply_theme(name)
-        chart = getattr(self.style_panel, "chart", None)
-        if chart is not None:  # the style tab's chart follows the theme too
-            chart.apply_theme(name)
         self.info_bar.restyle()
         self.theme_actions[name].setChecked(True)
         self.settings.setValue("theme", name)
@@ -333,7 +312,6 @@ class MainWindow(QMainWindow):
                   if info.status == "error"]
         self.model_panel.set_models(pm.models(kind=GAN), failed)
         self.panel_host.add_plugin_panels(pm, self.studio)
-        self._add_style_tab()
         opts = self.options
         wanted = opts.model or self.settings.value("last_model")
         if wanted:
@@ -399,32 +377,6 @@ class MainWindow(QMainWindow):
         if not opts.autostart:
             self.open_run(opts.run)  # its charts and grids; Start resumes it
         return None
-
-    def _add_style_tab(self) -> None:
-        if self.style_panel is not None:
-            return
-        try:
-            from ganstudio.gui.style_panel import StylePanel
-        except ImportError:  # the style tab now comes through its plugin's panel
-            return
-        import sys
-        from PySide6.QtWidgets import QScrollArea
-        try:
-            self.style_panel = StylePanel(self.pm, parent=self)
-        except Exception as e:  # noqa: BLE001 - an optional panel must not stop the studio
-            from .tasks import error_text
-            self.style_panel = None
-            self.style_error = error_text(e)
-            print(f"GAN Studio: style transfer panel unavailable: {self.style_error}",
-                  file=sys.stderr)
-            self.say(f"Style transfer panel unavailable: {e}", 8000)
-            return
-        # The panel is tall; a scroll area keeps the window fitting on a laptop screen.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        scroll.setWidget(self.style_panel)
-        self.panel_host.add_tab(scroll, "Style transfer", 50)
 
     # ============================================================================ dataset
     def _on_folder(self, folder: str) -> None:

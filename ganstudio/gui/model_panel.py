@@ -190,6 +190,23 @@ class ModelPanel(QWidget):
         if self.form is not None:
             self.form.reset_defaults()
 
+    def focus_setting(self, message: str) -> str | None:
+        """Put the cursor on the setting an error names (``setting 'lr_g'``), opening the
+        advanced settings if it is one; its label, or None when no editor matches."""
+        import re
+        from .forms import field_label
+        m = re.search(r"setting '(\w+)'", message)
+        spec, form = self.current_spec(), self.form
+        f = spec.field(m.group(1)) if (m and spec is not None) else None
+        if f is None or form is None or f.name not in form.editors:
+            return None
+        editor = form.editors[f.name]
+        if form.advanced_box is not None and f.advanced:
+            form.advanced_box.setChecked(True)
+        self.form_holder.ensureWidgetVisible(editor)
+        editor.setFocus()
+        return field_label(f)
+
     # -- what a run needs --------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         return self.form.values() if self.form is not None else {}

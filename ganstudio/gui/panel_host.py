@@ -52,6 +52,11 @@ class PanelHost:
             specs, problems = [], [("plugins", error_text(e))]
         for name, reason in problems:
             self._problem(name, f"plugin '{name}' offers no studio tab: {reason}")
+        for name, info in getattr(pm, "plugins", {}).items():
+            if getattr(info, "status", "ok") in ("blocked", "error"):
+                # a plugin that did not load cannot offer its tabs: say so, not silently
+                self._problem(name, f"plugin '{name}' is not loaded ({info.error}): its "
+                                    "models and studio tabs are not available")
         added = []
         for spec in specs:
             if spec.id in self.panels:

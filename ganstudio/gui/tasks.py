@@ -124,6 +124,7 @@ class _Job(QObject):
         else:
             self.result.emit(self.job_id, result)
         finally:
+            self.ctx._emit = None  # no reference cycle left for the garbage collector
             self.finished.emit(self.job_id)
             QThread.currentThread().quit()
 

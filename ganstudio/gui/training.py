@@ -9,19 +9,19 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from ganstudio.core.config import parse_set_args
 from ganstudio.core.errors import ConfigError, UserError
 from ganstudio.core.runs import RunFolder
 
 from .run_viewer import run_title
 from .status import SpeedMeter, device_text, step_text
+from .wording import advice, settings_text, with_advice
 
 STATES = ("idle", "preparing", "running", "paused", "stopping")
 
 
 def gui_wording(text: str) -> str:
-    """Engine advice speaks to the command line ("--set lr_d=0.0001"); in the window the
-    same advice names the setting to change in the Model panel."""
+    """Older text that names command-line options ("--set lr_d=0.0001") in window words.
+    The engine's own events carry their advice as data, worded by :mod:`.wording`."""
     return re.sub(r"--set\s+(\w+)=", r"setting \1=", text)
 
 
@@ -99,10 +99,11 @@ class TrainingController(QObject):
         return path
 
     def start(self, resume_dir: str | Path | None = None,
-              data_folder: str | Path | None = None) -> bool:
+              data_folder: str | Path | None = None, restart: bool = False) -> bool:
         """Start (or, with ``resume_dir``, resume) a run in a worker thread. A resumed run
         trains on the folder its run.json records unless ``data_folder`` is given (the
-        user chose another one after being told why)."""
+        user chose another one after being told why). ``restart``: train ``resume_dir``
+        from step 0 (the engine keeps its history in a ``previous-*`` folder)."""
         from .worker import TrainingSession, TrainingWorker
         win = self.win
         if self.state != "idle" or self.training:
@@ -146,7 +147,8 @@ class TrainingController(QObject):
         win.samples.clear()
         win.status.clear_run()
         worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=config,
-                                settings=win.model_panel.engine_settings(), resume=resume,
+                                settings=win.model_panel.engine_settings(),
+                                resume=resume and not restart, restart=restart,
                                 plugin_manager=win.pm)
         for name in ("preparing", "prepared", "started", "metrics", "samples", "checkpoint",
                      "warning", "paused", "resumed", "finished", "failed", "done"):
@@ -156,7 +158,7 @@ class TrainingController(QObject):
         self.set_state("preparing")
         win.status.set("step", "preparing…")
         self.session.start()
-        if resume:
+        if resume and not restart:
             win.viewer.load_history(run_dir, self.live_rows)  # the run's earlier past
         return True
 
@@ -233,12 +235,12 @@ class TrainingController(QObject):
             self.session.worker.rollback(factor)
             self.win.say(f"Rolling back; learning rates ×{factor}", 5000)
 
-    def apply_suggestion(self, suggestion: str) -> bool:
-        """Apply e.g. ``batch_size=32`` to the form and resume the failed run."""
+    def apply_settings(self, values: dict) -> bool:
+        """Apply the engine's suggested settings (e.g. ``{"batch_size": 32}``) to the form
+        and resume the run."""
         win = self.win
         run_dir = win.run_dir
         try:
-            values = parse_set_args([suggestion])
             if win.model_panel.form is None:
                 return False
             unknown = win.model_panel.form.set_values(values)
@@ -247,8 +249,10 @@ class TrainingController(QObject):
         except UserError as e:
             win.show_error(str(e))
             return False
-        if run_dir is not None and RunFolder(run_dir).exists():
-            return self.start(resume_dir=run_dir)
+        run = RunFolder(run_dir) if run_dir is not None else None
+        if run is not None and run.exists():
+            # no checkpoint yet (it failed at once): the same folder from step 0
+            return self.start(resume_dir=run_dir, restart=not run.has_checkpoint())
         return self.start()
 
     # -- worker signals (GUI thread, queued) ---------------------------------------------------
@@ -300,18 +304,23 @@ class TrainingController(QObject):
         win.chart.add_marker(event.step, event.kind, event.message)
         if event.kind == "nan":
             win.info_bar.show_message(
-                f"Training paused: {gui_wording(event.message)}", "error",
+                f"Training paused: {event.message}", "error",
                 [("Roll back to last checkpoint with lower learning rate",
                   lambda: self.rollback(0.5)),
                  ("Resume anyway", self.resume),
                  ("Stop", self.stop)], kind="nan")
         elif event.kind in ("collapse", "imbalance"):
-            text = gui_wording(event.message)
+            text = with_advice(event)
             if f"step {event.step}" not in text.lower():
                 text = f"Step {event.step:,}: {text}"
-            win.info_bar.show_message(text[:1].upper() + text[1:], "warning", kind=event.kind)
+            actions = []
+            if getattr(event, "settings", None) and win.run_dir is not None:
+                actions.append((f"Apply {settings_text(event.settings)}",
+                                lambda s=dict(event.settings): self.apply_settings(s)))
+            win.info_bar.show_message(text[:1].upper() + text[1:], "warning", actions,
+                                      kind=event.kind)
         else:
-            win.say(gui_wording(event.message), 8000)
+            win.say(with_advice(event), 8000)
 
     def _on_paused(self, event: Any) -> None:
         self._count("paused")
@@ -340,13 +349,14 @@ class TrainingController(QObject):
         self._count("failed")
         win = self.win
         actions = []
-        if event.suggestion and "=" in event.suggestion and win.run_dir is not None:
-            actions.append((f"Apply {event.suggestion} and resume",
-                            lambda s=event.suggestion: self.apply_suggestion(s)))
+        if getattr(event, "settings", None) and win.run_dir is not None:
+            actions.append((f"Apply {settings_text(event.settings)} and resume",
+                            lambda s=dict(event.settings): self.apply_settings(s)))
         kept = win.run_dir is not None and RunFolder(win.run_dir).exists()
         where = f" The run folder keeps what was done: {win.run_dir}" if kept else ""
-        win.show_error(f"Training stopped with an error: {event.message}.{where}", actions,
-                       kind="failed")
+        extra = advice(event)
+        win.show_error(f"Training stopped with an error: {event.message}."
+                       f"{' ' + extra if extra else ''}{where}", actions, kind="failed")
 
     def _on_done(self) -> None:
         session = self.session

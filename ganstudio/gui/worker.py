@@ -54,6 +54,7 @@ class TrainingWorker(QObject):
 
     def __init__(self, spec: Any, run_dir: str | Path, *, data_folder: str | Path | None,
                  overrides: dict[str, Any], settings: dict[str, Any], resume: bool = False,
+                 restart: bool = False,
                  plugin_manager: Any = None, cache_dir: str | None = None):
         super().__init__()
         self.spec = spec
@@ -62,6 +63,7 @@ class TrainingWorker(QObject):
         self.overrides = dict(overrides)
         self.settings = dict(settings)
         self.resume = resume
+        self.restart = restart  # start the run's folder over (its history is set aside)
         self.plugin_manager = plugin_manager
         self.cache_dir = cache_dir
         self.engine: Any = None
@@ -114,7 +116,8 @@ class TrainingWorker(QObject):
         version = pm.plugin_version(self.spec) if pm is not None else ""
         engine = Engine(self.spec, self.run_dir, data_folder=self.data_folder,
                         overrides=self.overrides, settings=EngineSettings(**self.settings),
-                        listeners=listeners, resume=self.resume, cache_dir=self.cache_dir,
+                        listeners=listeners, resume=self.resume, restart=self.restart,
+                        cache_dir=self.cache_dir,
                         plugin_version=version)
         with self._lock:
             self.engine = engine

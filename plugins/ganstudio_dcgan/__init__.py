@@ -13,7 +13,7 @@ preset is the example's recipe unchanged. See :mod:`ganstudio_dcgan.model`.
 from __future__ import annotations
 
 import ganstudio
-from ganstudio.core.model import GAN, ModelSpec
+from ganstudio.core.model import GAN, LatentSpace, ModelSpec
 
 from .model import DCGAN, schema
 
@@ -32,6 +32,10 @@ def ganstudio_register_models():
         help=("Deep convolutional GAN: the classic, fast architecture. A good first model for "
               "a folder of a few hundred to a few thousand images at 32-128 px."),
         version=__version__,
+        latent=LatentSpace(100, "gaussian", setting="latent_dim"),
+        learning_rates={"lr_g": "g", "lr_d": "d"},
+        test_settings={"g_features": 8, "d_features": 8},
+        capabilities=frozenset({"onnx", "ddp", "d_features", "finetune"}),
         # light enough that a 2-core CPU shows a GAN learning within minutes
         quick_settings={"resolution": 32, "batch_size": 16, "g_features": 32, "d_features": 32},
     )]

@@ -233,23 +233,24 @@ class DCGAN(GANModel):
 
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         n = real.shape[0]
+        G, D = self.network("g"), self.network("d")  # DDP wrappers in a distributed run
         real = real.contiguous(memory_format=self.memory_format)
         z = torch.randn(n, self.latent_dim, device=self.device)
 
         # (1) update D on real and fake (both through the same augmentation)
-        fake = self.G(z)
+        fake = G(z)
         update_d = self.pause.should_update_d()
         gt.set_requires_grad(self.D, True)
         if update_d:
             self.opt_d.zero_grad(set_to_none=True)
             real_in, fake_in = self._d_input(real), self._d_input(fake.detach())
-            out_real = self.D(real_in)
-            out_fake = self.D(fake_in)
+            out_real = D(real_in)
+            out_fake = D(fake_in)
             loss_d = gt.d_loss(self.loss, out_real, out_fake,
                                label_smoothing=self.label_smoothing)
             total_d = loss_d
             if self.loss == "wgan-gp":
-                total_d = loss_d + gt.gradient_penalty(self.D, real_in, fake_in,
+                total_d = loss_d + gt.gradient_penalty(D, real_in, fake_in,
                                                        float(self.config["gp_weight"]))
             total_d.backward()
             self.opt_d.step()
@@ -265,7 +266,7 @@ class DCGAN(GANModel):
         # (2) update G through D (D frozen: no wasted gradients for D's weights)
         gt.set_requires_grad(self.D, False)
         self.opt_g.zero_grad(set_to_none=True)
-        out_g = self.D(self._d_input(fake))
+        out_g = D(self._d_input(fake))
         loss_g = gt.g_loss(self.loss, out_g)
         loss_g.backward()
         self.opt_g.step()
@@ -279,6 +280,19 @@ class DCGAN(GANModel):
         if self.pause.enabled:
             out["d_paused"] = torch.tensor(0.0 if update_d else 1.0, device=self.device)
         return out
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def use_wrapped_networks(self, wrapped: dict[str, nn.Module]) -> None:
+        if self.pause.enabled:  # a per-process decision: the processes would wait forever
+            raise ConfigError("setting 'd_pause': each process would pause D by its own loss "
+                              "and the processes would wait on each other; use d_pause=off "
+                              "to train on several processes")
+        super().use_wrapped_networks(wrapped)
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"g": self.G, "d": self.D}
 
     def _sampler(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G
@@ -306,6 +320,29 @@ class DCGAN(GANModel):
         finally:
             for b, v in zip(self.D.buffers(), saved):
                 b.copy_(v)
+
+    def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Capability ``d_features``: D's activations after each LeakyReLU, for images in
+        [-1, 1] at the training size; differentiable with respect to the images. D runs
+        in eval mode, which updates none of its buffers (BatchNorm statistics,
+        spectral-norm vectors) and uses no batch statistics."""
+        was_training = self.D.training
+        self.D.eval()
+        feats: list[torch.Tensor] = []
+        try:
+            x = images.to(self.device).contiguous(memory_format=self.memory_format)
+            for layer in self.D.net:
+                # in-place activations would overwrite the feature just kept
+                x = layer(x.clone() if isinstance(layer, nn.LeakyReLU) else x)
+                if isinstance(layer, nn.LeakyReLU):
+                    feats.append(x.float().contiguous())
+            return feats
+        finally:
+            self.D.train(was_training)
+
+    def effective_config(self) -> dict:
+        """The settings with every ``auto`` replaced by the preset's value."""
+        return {k: v for k, v in self.settings.items() if k != "augment_ops"}
 
     def status(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -339,3 +376,20 @@ class DCGAN(GANModel):
 
     def generator_module(self) -> torch.nn.Module:
         return self._sampler()
+
+    # -- declared capabilities ---------------------------------------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"g": self.G, "d": self.D}
+
+    def load_weights(self, state: dict) -> None:
+        """Capability ``finetune``: another run's G, D (and average) without its
+        optimizers or counters."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.ema is not None:  # the other run's average, or its G when it kept none
+            ema = state.get("ema")
+            self.ema.module.load_state_dict(ema["module"] if isinstance(ema, dict)
+                                            else self.G.state_dict())

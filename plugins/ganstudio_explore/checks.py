@@ -28,7 +28,7 @@ class ChecksView(QWidget):
                                   "model that copies makes samples closer to a training image "
                                   "than training images are to each other.")
         self.mem_summary.setWordWrap(True)
-        self.mem_view = ImageView(320)
+        self.mem_view = ImageView(280)
         self.mem_view.setToolTip("The closest pairs: each sample left of its nearest training "
                                  "image")
         # best checkpoint
@@ -60,9 +60,9 @@ class ChecksView(QWidget):
         row.addWidget(self.mem_samples)
         row.addWidget(QLabel("Distance on:"))
         row.addWidget(self.mem_feature)
-        row.addWidget(self.mem_button)
         row.addStretch(1)
         ml.addLayout(row)
+        ml.addWidget(self.mem_button, 0, Qt.AlignLeft)
         ml.addWidget(self.mem_summary)
         ml.addWidget(self.mem_view)
 
@@ -71,16 +71,17 @@ class ChecksView(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Samples per checkpoint:"))
         row.addWidget(self.kid_samples)
+        row.addStretch(1)
+        bl.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(self.kid_button)
         row.addWidget(self.kid_cancel)
         row.addStretch(1)
         bl.addLayout(row)
         bl.addWidget(self.kid_progress)
-        inner = QHBoxLayout()
-        inner.addWidget(self.table, 1)
+        bl.addWidget(self.table, 1)
         if self.plot is not None:
-            inner.addWidget(self.plot, 2)
-        bl.addLayout(inner)
+            bl.addWidget(self.plot, 2)
         row = QHBoxLayout()
         row.addWidget(self.use_best)
         row.addWidget(self.keep_button)

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 from .views import ImageView, OneJob
 
 STRIP = 8
-STRIP_TILE = 80
+STRIP_TILE = 64
 
 
 class InterpolationView(QWidget):
@@ -64,8 +64,8 @@ class InterpolationView(QWidget):
         left = QVBoxLayout()
         left.addWidget(QLabel("Points of the loop:"))
         left.addWidget(self.points, 1)
+        left.addWidget(self.random_walk)
         walk = QHBoxLayout()
-        walk.addWidget(self.random_walk)
         walk.addWidget(self.walk_points)
         walk.addWidget(QLabel("points,"))
         walk.addWidget(self.walk_seed)
@@ -83,11 +83,12 @@ class InterpolationView(QWidget):
         form.addRow("Frames per second:", self.fps)
         form.addRow("Size:", self.size)
         form.addRow("Format:", self.format)
+        form.addRow("File:", self.path)
         row = QHBoxLayout()
-        row.addWidget(self.path, 1)
         row.addWidget(self.export_button)
         row.addWidget(self.cancel_button)
-        form.addRow("File:", row)
+        row.addStretch(1)
+        form.addRow(row)
         form.addRow(self.progress)
         form.addRow(self.result_label)
 

@@ -71,6 +71,8 @@ class ExplorePanel(QWidget):
         self.checkpoint.activated.connect(lambda _i: self.load())
         self.reload_button.clicked.connect(self.refresh)
         studio.run_changed.connect(self.set_run)
+        # a run that trains writes new checkpoints: list them (the loaded one stays)
+        studio.runs_changed.connect(self._fill_checkpoints)
         self.set_run(studio.current_run())
 
     # -- run and checkpoint ---------------------------------------------------------------------
@@ -91,6 +93,12 @@ class ExplorePanel(QWidget):
         self.run_label.setText(f"Run: <b>{self.run.name}</b>")
         self._fill_checkpoints()
         self.load()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self._fill_checkpoints()
+        if self.run is not None and self.explorer is None and not self.busy():
+            self.load()    # e.g. the run had no checkpoint when it was opened
 
     def choose_checkpoint(self, which: Any) -> None:
         """Select ``which`` ("last", "best" or a step) and load it."""

@@ -27,11 +27,12 @@ HELP = (
     "Few-shot GAN after Liu et al. (ICLR 2021): 64-1024 px pictures from 100-5,000 of your "
     "images, with skip-layer excitation in G and a discriminator that also learns to "
     "rebuild the real images (which keeps it from memorising a small folder). The defaults "
-    "(256 px, batch 8, augmentation on) need no tuning. On a GPU: the paper trained 1024 px "
+    "(256 px, batch 8, augmentation on) are the paper's. On a GPU: the paper trained 1024 px "
     "at batch 8 on one 11 GB card in a few hours for 100 images; 256 and 512 px need less "
-    "(a few GB at batch 8). If a step runs out of memory, halve batch_size. On a CPU: use "
-    "resolution 64 with g_features and d_features 16 (a few steps per second on 2 cores; "
-    "see the README for what a few minutes give), and keep 256 px and above for a GPU."
+    "(not measured here yet; python -m ganstudio_fewshot.speedcheck measures images/s and "
+    "peak memory per resolution). If a step runs out of memory, halve batch_size. On a "
+    "CPU: resolution 64 with g_features 8 and d_features 8 (the README gives its speed and "
+    "KID beside DCGAN on a 2-core CPU), and keep 256 px and above for a GPU."
 )
 
 
@@ -46,7 +47,7 @@ def ganstudio_register_models():
         help=HELP,
         version=__version__,
         latent=LatentSpace(LATENT_DIM, "gaussian"),
-        learning_rates=("lr_g", "lr_d"),
+        learning_rates={"lr_g": "g", "lr_d": "d"},
         test_settings=dict(TEST_SETTINGS),
-        capabilities=frozenset({"onnx", "d_features", "finetune"}),
+        capabilities=frozenset({"onnx", "d_features", "finetune", "ddp"}),
     )]

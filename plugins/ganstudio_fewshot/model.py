@@ -113,8 +113,9 @@ class FewShotGAN(GANModel):
     # -- training ----------------------------------------------------------------------------
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         n = real.shape[0]
+        G, D = self.network("g"), self.network("d")  # DDP wrappers in a distributed run
         z = torch.randn(n, self.latent_dim, device=self.device)
-        fake = self.G(z)
+        fake = G(z)
         # the quarter the second decoder rebuilds: drawn from the CPU generator (which the
         # engine checkpoints), so choosing it never waits for the GPU
         q = int(torch.randint(0, 4, (1,)))
@@ -122,12 +123,14 @@ class FewShotGAN(GANModel):
         # (1) update D: hinge on real and fake, reconstruction of the real batch
         self._d_requires_grad(True)
         self.opt_d.zero_grad(set_to_none=True)
+        # fake first: in a distributed run the last call before backward() must use every
+        # weight that gets a gradient (the decoders run on reals only)
+        logits_fake = D(self.augment(fake.detach()))
         real_in = self.augment(real)
-        logits_real, rec_whole, rec_part = self.D(real_in, reconstruct=q)
+        logits_real, rec_whole, rec_part = D(real_in, reconstruct=q)
         size = self.D.decoder_res
         loss_rec = (self.recon_loss(rec_whole, resize(real_in, size))
                     + self.recon_loss(rec_part, resize(quarter(real_in, q), size)))
-        logits_fake = self.D(self.augment(fake.detach()))
         lr, lf = logits_real.float(), logits_fake.float()
         loss_d = torch.relu(1.0 - lr).mean() + torch.relu(1.0 + lf).mean()
         (loss_d + self.recon_weight * loss_rec).backward()
@@ -136,7 +139,7 @@ class FewShotGAN(GANModel):
         # (2) update G through D (D's weights need no gradients here)
         self._d_requires_grad(False)
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g = -self.D(self.augment(fake)).float().mean()
+        loss_g = -D(self.augment(fake)).float().mean()
         loss_g.backward()
         self.opt_g.step()
         self._d_requires_grad(True)
@@ -178,8 +181,17 @@ class FewShotGAN(GANModel):
         return self._run_d(lambda: self.D(x.to(self.device)).float().mean(dim=(1, 2, 3)))
 
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """D's feature maps of ``images`` at 32 (when present), 16 and 8 px."""
-        maps = self._run_d(lambda: self.D.features(images.to(self.device)))
+        """D's feature maps of ``images`` at 32 (when present), 16 and 8 px.
+
+        D runs in eval mode (BatchNorm's running statistics, no spectral-norm update),
+        so each image's features depend on that image alone and D's state is left as
+        it was; gradients flow back to ``images`` (projection into the latent space)."""
+        was_training = self.D.training
+        self.D.eval()
+        try:
+            maps = self.D.features(images.to(self.device))
+        finally:
+            self.D.train(was_training)
         return [maps[r].float() for r in (32, 16, 8) if r in maps]
 
     @torch.no_grad()

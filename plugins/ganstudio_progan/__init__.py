@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ganstudio
 from ganstudio.core.config import resolve_config
-from ganstudio.core.model import GAN, ModelSpec
+from ganstudio.core.model import GAN, LatentSpace, ModelSpec
 
 from .model import MSGGAN, ProGAN, msggan_schema, progan_schema
 from .schedule import Schedule, parse_batch_sizes
@@ -27,11 +27,10 @@ GANSTUDIO_PLUGIN_API = 1
 
 #: Small settings for the conformance kit (``ganstudio plugins --check progan``):
 #: tiny widths and a schedule short enough that its few steps cross a fade-in.
-GANSTUDIO_TEST_SETTINGS = {
-    "progan": {"resolution": 16, "channel_max": 8, "channel_base": 64, "latent_dim": 8,
-               "fade_images": 8, "stable_images": 4, "batch_sizes": "4:4"},
-    "msggan": {"resolution": 16, "channel_max": 8, "channel_base": 64, "latent_dim": 8},
-}
+_TINY = {"resolution": 16, "channel_max": 8, "channel_base": 64, "latent_dim": 8}
+_PROGAN_TEST = {**_TINY, "fade_images": 8, "stable_images": 4, "batch_sizes": "4:4"}
+_SHARED = dict(latent=LatentSpace(256, "gaussian", setting="latent_dim"),
+               learning_rates={"lr": ("g", "d")}, version=__version__)
 
 
 def schedule_for(config: dict) -> Schedule:
@@ -54,8 +53,11 @@ def ganstudio_register_models():
             help=("Progressive growing (Karras et al. 2018): starts at 4x4 and fades in each "
                   "doubling up to the target resolution (default 128 px). Stable at high "
                   f"resolution. With the defaults the whole schedule to 128 px takes "
-                  f"{default_steps:,} steps (4.4 million images); set --steps to at least that."),
-            version=__version__,
+                  f"{default_steps:,} steps (4.4 million images); set --steps to at least that. "
+                  "On several processes the schedule counts each process's images."),
+            test_settings=_PROGAN_TEST,
+            capabilities=frozenset({"onnx", "d_features", "finetune", "ddp"}),
+            **_SHARED,
         ),
         ModelSpec(
             id="msggan",
@@ -68,6 +70,8 @@ def ganstudio_register_models():
                   "so all resolutions learn at once. No schedule to tune. Made for a GPU: "
                   "at the defaults (128 px, batch 32) a step takes minutes on a 2-core CPU; "
                   "for a CPU try DCGAN, or a lower resolution and channel_max."),
-            version=__version__,
+            test_settings=dict(_TINY),
+            capabilities=frozenset({"onnx", "ddp", "d_features", "finetune"}),
+            **_SHARED,
         ),
     ]

@@ -175,6 +175,13 @@ class _WGANBase(GANModel):
         sq = sum(g.float().square().flatten(1).sum(1) for g in grads)
         return (torch.sqrt(sq + 1e-12) - 1.0).square().mean()
 
+    # -- declared capabilities ---------------------------------------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.G, "d": self.D}
+
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(),
@@ -193,6 +200,39 @@ class _WGANBase(GANModel):
 
     def generator_module(self) -> torch.nn.Module:
         return self.G_ema
+
+    # -- declared capabilities ---------------------------------------------------------------
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.G, "d": self.D}
+
+    def _d_full(self, x: torch.Tensor) -> torch.Tensor:
+        """D's score of full-resolution images (the grown network, no fade)."""
+        return self.D(x, self.max_level, 1.0)
+
+    def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Capability ``d_features``: the output of each of D's blocks (finest first) for
+        images in [-1, 1] at the training resolution; differentiable with respect to
+        the images."""
+        feats: list[torch.Tensor] = []
+        hooks = [self.D.blocks[k][1].register_forward_hook(
+            lambda _m, _i, out: feats.append(out.float()))
+            for k in range(self.max_level, 0, -1)]
+        try:
+            self._d_full(images.to(self.device).float())
+        finally:
+            for h in hooks:
+                h.remove()
+        return feats
+
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """Capability ``finetune``: another run's G, D and averaged G, without its
+        optimizers, counters or schedule position."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state.get("G_ema", state["G"]))
 
 
 class ProGAN(_WGANBase):
@@ -275,8 +315,9 @@ class ProGAN(_WGANBase):
         self._set_progress(phase.index, alpha)
         x = self._real_batch(real, n, level, alpha)
         z = torch.randn(n, self.latent_dim, device=self.device)
-        fake = self.G(z, level, alpha)
-        out = self._wgan_step(x, fake, lambda t: self.D(t, level, alpha))
+        G, D = self.network("g"), self.network("d")  # DDP wrappers in a distributed run
+        fake = G(z, level, alpha)
+        out = self._wgan_step(x, fake, lambda t: D(t, level, alpha))
         self.images_shown += n
         return out
 
@@ -322,8 +363,9 @@ class MSGGAN(_WGANBase):
             reals.append(downscale2x(reals[-1]))
         reals.reverse()  # 4x4 first, like the generator's outputs
         z = torch.randn(x.shape[0], self.latent_dim, device=self.device)
-        fakes = self.G.forward_all(z)
-        out = self._wgan_step(reals, fakes, self.D)
+        G, D = self.network("g"), self.network("d")  # DDP wrappers in a distributed run
+        fakes = G(z, all_scales=True)
+        out = self._wgan_step(reals, fakes, D)
         self.images_shown += x.shape[0]
         return out
 
@@ -333,6 +375,12 @@ class MSGGAN(_WGANBase):
 
     def status(self) -> dict[str, float]:
         return {"resolution": self.resolution, "images_shown": self.images_shown}
+
+    def _d_full(self, x: torch.Tensor) -> torch.Tensor:
+        reals = [x]
+        for _ in range(self.max_level):
+            reals.append(downscale2x(reals[-1]))
+        return self.D(reals[::-1])
 
 
 def _map(x, fn):

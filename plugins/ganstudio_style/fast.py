@@ -107,9 +107,10 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
+        # Always padded (by 0 when the size is a multiple of 4), never branched on the
+        # size: an ONNX trace then keeps the padding for every height and width.
         ph, pw = (-h) % 4, (-w) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > 4 else "replicate")
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > 4 else "replicate")
         return self.net(x)[..., :h, :w]
 
 
@@ -191,6 +192,13 @@ class FastStyleModel(GANModel):
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         y = self.net((z.to(self.device).float() + 1) / 2)
         return y.float().clamp(0, 1) * 2 - 1
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Declared for the engine (ModelSpec.learning_rates: ``{"lr": "net"}``)."""
+        return {"net": self.opt}
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
 
     def scale_learning_rates(self, factor: float) -> None:
         for group in self.opt.param_groups:

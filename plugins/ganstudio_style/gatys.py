@@ -40,6 +40,7 @@ from .losses import (blended_grams, combine_luminance, content_loss, gram_matrix
 from .lbfgs import DeviceLBFGS
 from .vgg import LAYER_INDEX, load_vgg
 
+MODEL_ID = "style-transfer"
 DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
 CONTENT_LAYERS = ["relu4_2", "relu4_1", "relu3_2", "relu3_1", "relu5_2", "relu2_2"]
 #: Sizes above this are reached coarse-to-fine (each scale at most twice the previous).

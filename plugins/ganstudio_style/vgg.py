@@ -3,7 +3,7 @@
 The architecture is torchvision's ``vgg19`` (only the convolutional trunk
 ``features`` is used). Weights come from, in order:
 
-1. an explicit file (the ``vgg_weights`` setting / ``--vgg-weights PATH``): a
+1. an explicit file (the ``vgg_weights`` setting): a
    ``state_dict`` with torchvision's key names (``features.N.weight`` ...);
    ``classifier.*`` keys are ignored, a features-only file is fine;
 2. torchvision's ImageNet file in the torch hub cache
@@ -19,6 +19,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -75,7 +76,19 @@ EXPECTED_SHAPES = _expected_shapes()
 
 
 class VGGWeightsMissing(UserError):
-    """No VGG-19 weights file could be found (offer the download or a path)."""
+    """No VGG-19 weights file could be found (offer the download or a path).
+
+    Carries the facts as data (``file``, ``size_mb``, ``url``, ``folder``) so each
+    face can word its own advice; the message itself names no command-line flag
+    and no button, only the ``vgg_weights`` setting both faces have.
+    """
+
+    def __init__(self, message: str = ""):
+        self.file = VGG19_FILE
+        self.size_mb = VGG19_SIZE_MB
+        self.url = VGG19_URL
+        self.folder = hub_weights_path().parent
+        super().__init__(message or missing_weights_message())
 
 
 def hub_weights_path() -> Path:
@@ -84,9 +97,35 @@ def hub_weights_path() -> Path:
 
 
 def missing_weights_message() -> str:
+    """Face-neutral: what is needed and where it goes (the setting, no flag, no button)."""
     return (f"VGG-19 ImageNet weights are needed for style transfer: put {VGG19_FILE} "
             f"({VGG19_SIZE_MB} MB, from {VGG19_URL}) in {hub_weights_path().parent}, "
-            "or give a local weights file with --vgg-weights PATH (setting vgg_weights)")
+            "or give a local VGG-19 weights file (setting vgg_weights)")
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether VGG-19 weights are available: ``path`` when found; otherwise ``problem``
+    (a face-neutral sentence) and ``downloadable`` (True when the missing file is
+    torchvision's cached one, which :func:`download_vgg_weights` can fetch)."""
+
+    path: Path | None
+    problem: str = ""
+    downloadable: bool = False
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None
+
+
+def weights_status(explicit: str | os.PathLike | None = None) -> WeightsStatus:
+    """:func:`find_weights` as data, for a face that shows the state before a job starts."""
+    try:
+        return WeightsStatus(find_weights(explicit))
+    except VGGWeightsMissing as e:
+        return WeightsStatus(None, str(e), downloadable=True)
+    except UserError as e:
+        return WeightsStatus(None, str(e), downloadable=False)
 
 
 def find_weights(explicit: str | os.PathLike | None = None) -> Path:
@@ -211,6 +250,15 @@ def load_vgg(layers: Sequence[str], weights_path: str | os.PathLike | None = Non
     return VGGFeatures(layers, weights, pooling=pooling).to(device)
 
 
+class DownloadFailed(UserError):
+    """The download did not complete: ``reason``, ``url`` and the ``folder`` to put the
+    file in by hand, as data for each face's own advice."""
+
+    def __init__(self, reason: str, url: str, folder: Path, message: str):
+        self.reason, self.url, self.folder = reason, url, folder
+        super().__init__(message)
+
+
 def download_vgg_weights(progress: Callable[[int, int], None] | None = None,
                          should_cancel: Callable[[], bool] | None = None,
                          url: str = VGG19_URL, dest: str | os.PathLike | None = None,
@@ -248,9 +296,11 @@ def download_vgg_weights(progress: Callable[[int, int], None] | None = None,
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
-        raise UserError(f"could not download {VGG19_FILE} from {url} ({reason}). "
-                        f"Download it elsewhere and put it in {target.parent}, or use "
-                        "--vgg-weights PATH") from None
+        raise DownloadFailed(
+            str(reason), url, target.parent,
+            f"could not download {VGG19_FILE} from {url} ({reason}). Download it elsewhere "
+            f"and put it in {target.parent}, or give a local VGG-19 weights file "
+            "(setting vgg_weights)") from None
     finally:
         if tmp.exists():
             try:

@@ -61,8 +61,8 @@ def test_collapsed_generator_fires_once_and_real_data_stays_quiet():
     one_image = shapes(1, seed=9).expand(48, -1, -1, -1) + 0.01 * torch.randn(48, 1, 16, 16)
     values, warnings = run_checks(alarm, FakeModel(one_image))
     assert values["diversity"] < 0.1
-    assert [k for k, _ in warnings] == ["collapse"]                 # once, after patience
-    assert "mode collapse" in warnings[0][1] and "preset=default" in warnings[0][1]
+    assert [w.kind for w in warnings] == ["collapse"]               # once, after patience
+    assert "mode collapse" in warnings[0].message and warnings[0].problem == "collapse"
 
     quiet = BalanceAlarm(real, settings=SETTINGS)
     values, warnings = run_checks(quiet, FakeModel(shapes(48, seed=1)))
@@ -91,9 +91,9 @@ def test_winning_discriminator_is_an_imbalance():
     values, warnings = run_checks(alarm, FakeModel(fakes, wins))
     assert values["d_check_real"] == 1.0 and values["d_check_fake"] == 1.0
     assert values["d_auc"] == 1.0
-    kinds = [k for k, _ in warnings]
+    kinds = [w.kind for w in warnings]
     assert kinds == ["imbalance"]
-    assert "discriminator wins" in warnings[0][1] and "lr_d=0.0001" in warnings[0][1]
+    assert "discriminator wins" in warnings[0].message and warnings[0].problem == "d_wins"
 
     g = torch.Generator().manual_seed(0)
     confused = lambda x: torch.randn(x.shape[0], generator=g)
@@ -109,13 +109,14 @@ def test_memorising_discriminator_is_caught_with_held_out_images():
     alarm = BalanceAlarm(real, held, settings=SETTINGS)
     values, warnings = run_checks(alarm, FakeModel(shapes(48, seed=8), memorised))
     assert values["d_overfit"] > 0.95            # (a few random rectangles repeat)
-    assert any(k == "imbalance" and "memorising" in m for k, m in warnings)
+    assert any(w.kind == "imbalance" and w.problem == "overfit" and "memorising" in w.message
+               for w in warnings)
 
     fair = lambda x: x.mean(dim=(1, 2, 3))      # scores by brightness: no memory of the set
     quiet = BalanceAlarm(real, held, settings=SETTINGS)
     values, warnings = run_checks(quiet, FakeModel(shapes(48, seed=8), fair))
     assert 0.3 < values["d_overfit"] < 0.7
-    assert not any("memorising" in m for _, m in warnings)
+    assert not any("memorising" in w.message for w in warnings)
 
 
 def test_split_holdout_is_deterministic_and_disjoint():
@@ -194,4 +195,111 @@ def test_low_but_growing_diversity_is_learning_not_collapse():
     stuck = base + 0.15 * (varied - base)           # growth stops at a low diversity
     for step in (50, 60):
         found += alarm.check(FakeModel(stuck), z, step)[1]
-    assert [k for k, _ in found] == ["collapse"]
+    assert [w.kind for w in found] == ["collapse"]
+
+
+# -- advice as data: what this run has not tried yet ---------------------------------------------
+def _dcgan_spec():
+    from ganstudio.plugins import PluginManager
+    return PluginManager(load_folder=False).get_model("dcgan")
+
+
+def test_advice_skips_what_the_run_already_uses():
+    from ganstudio.core.alarm import advise
+    from ganstudio.core.config import resolve_config
+    spec = _dcgan_spec()
+    default = resolve_config(spec.schema)                 # preset=default, augment=auto
+    effective = dict(default, augment="color,translation,cutout", d_pause="off")
+    tried: set[str] = set()
+    # the preset is already default and its augmentation is on: halve G's learning rate
+    assert advise("collapse", default, effective, spec, tried) == ({"lr_g": 1e-4}, "")
+    # nothing left for collapse in this run: the data itself may be the problem
+    assert advise("collapse", default, effective, spec, tried) == ({}, "add_images")
+    classic = resolve_config(spec.schema, {"preset": "classic"})
+    tried = set()
+    assert advise("collapse", classic, dict(classic, augment="off"), spec, tried) == \
+        ({"preset": "default"}, "")
+    assert advise("d_wins", classic, dict(classic, augment="off"), spec, tried) == \
+        ({"augment": "color,translation,cutout"}, "")
+    assert advise("d_wins", classic, dict(classic, augment="off"), spec, tried) == \
+        ({"d_pause": "on"}, "")
+    assert advise("d_wins", classic, dict(classic, augment="off"), spec, tried) == \
+        ({"lr_d": 1e-4}, "")
+
+
+def test_engine_warning_of_a_model_without_remedies_says_the_data_may_be_the_problem(tmp_path):
+    spec = ModelSpec("collapsed", "Collapsed", GAN,
+                     common_gan_fields(resolution=16, resolutions=(16,), channels=1,
+                                       batch_size=4), Collapsed)
+    images = ((shapes(40, seed=0) + 1) * 127.5).to(torch.uint8)
+    seen = []
+    settings = EngineSettings(total_steps=150, device="cpu", precision="fp32", log_every_s=1e9,
+                              sample_every_s=1e9, checkpoint_every_s=0, n_samples=4,
+                              alarm_every_steps=50, quality_every_s=0)
+    engine = Engine(spec, tmp_path / "run", images=images, settings=settings,
+                    listeners=[seen.append])
+    engine.prepare()
+    assert isinstance(engine.run_loop(), ev.Finished)
+    (warning,) = [e for e in seen if isinstance(e, ev.Warning)]
+    assert warning.kind == "collapse" and warning.settings == {}
+    assert warning.action == "add_images" and "preset" not in warning.message
+
+
+class SlowSampler(Collapsed):
+    """Sampling costs 40 ms (as a large generator's does on a CPU); a step almost nothing."""
+
+    @torch.no_grad()
+    def sample(self, z):
+        import time
+        time.sleep(0.04)
+        return super().sample(z)
+
+
+def test_time_based_monitors_wait_for_their_measured_cost(tmp_path):
+    """Asked to check every millisecond, the alarm runs once in 4 s of training: the next
+    check waits for the first one's measured cost / its share of the time."""
+    spec = ModelSpec("slow", "Slow", GAN,
+                     common_gan_fields(resolution=16, resolutions=(16,), channels=1,
+                                       batch_size=4), SlowSampler)
+    images = ((shapes(40, seed=0) + 1) * 127.5).to(torch.uint8)
+    settings = EngineSettings(total_steps=10**9, device="cpu", precision="fp32",
+                              log_every_s=0.5, sample_every_s=1e9, checkpoint_every_s=0,
+                              n_samples=4, alarm_every_s=0.001, quality_every_s=0)
+    engine = Engine(spec, tmp_path / "run", images=images, settings=settings)
+    engine.listeners.append(lambda e: engine.stop() if isinstance(e, ev.Metrics)
+                            and e.time >= 4.0 else None)
+    engine.prepare()
+    assert isinstance(engine.run_loop(), ev.Finished)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = rows[-1]["step"]
+    checks = [r for r in rows if "diversity" in r]
+    clock = engine.monitors.clock
+    cost, end = clock.last[0]
+    assert cost >= 0.04 and clock.spent_s == cost            # it ran once, sleep included
+    assert len(checks) == 1 and steps > 100                  # not at every step
+    assert clock.next_at[0] - end >= cost / 0.025 - 1e-9     # 2.5 % of the time for the alarm
+
+
+def test_monitor_clock_keeps_monitors_within_their_share_over_a_long_run():
+    """The same rule over an hour of simulated training, with check costs from 0.2 to
+    3 s: the monitors take at most 5 % of the time."""
+    import random
+    from ganstudio.core.engine.schedule import MonitorClock
+    rnd = random.Random(0)
+    settings = EngineSettings(alarm_every_s=1.0, quality_every_s=2.0)
+    clock = MonitorClock(settings, now=0.0, first_cost_s=0.5)
+    now, step, spent, biggest = 0.0, 0, 0.0, 0.0
+    while now < 3600:
+        now += 0.05                                          # one training step
+        step += 1
+        for i, due in enumerate(clock.due(step, now)):
+            if due:
+                cost = rnd.uniform(0.2, 3.0) * (1 + 4 * i)   # KID/FID costs more
+                now += cost
+                spent += cost
+                biggest = max(biggest, cost)
+                clock.ran(i, cost, now)
+    assert spent == pytest.approx(clock.spent_s)
+    # each check is followed by a wait of 40x its cost; only the last wait may be unfinished
+    assert 0.03 < spent / now and spent <= 0.05 * now + biggest
+    assert spent / now < 0.052

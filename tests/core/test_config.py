@@ -96,7 +96,8 @@ def test_title_and_to_dict():
     d = f.to_dict()
     assert d == {"name": "lr_d", "type": "float", "default": 2e-4,
                  "help": "Discriminator learning rate.", "min": 0.0, "max": None,
-                 "choices": None, "label": "Lr d", "group": "Training", "advanced": False}
+                 "choices": None, "label": "Lr d", "group": "Training", "advanced": False,
+                 "item_type": "str", "optional": False}
 
 
 SCHEMA = [Field("a", "int", 1, min=0, max=10), Field("b", "float", 0.5),
@@ -145,3 +146,59 @@ def test_common_gan_fields():
     with pytest.raises(ConfigError):
         fields["batch_size"].validate(0)
     assert fields["seed"].validate(str(2**31 - 1)) == 2**31 - 1
+
+
+# -- list, multi-choice and optional ("automatic") settings ---------------------------------------
+def _new_types():
+    from ganstudio.core.config import Field
+    return [
+        Field("attn_res_layers", "list", [32], "Resolutions with attention.", min=4, max=1024,
+              item_type="int"),
+        Field("aug_types", "multichoice", ["color", "translation"], "Augmentations.",
+              choices=["color", "translation", "cutout"]),
+        Field("aug_prob", "float", None, "Augmentation probability; automatic by default.",
+              min=0.0, max=1.0, optional=True),
+    ]
+
+
+def test_list_multichoice_and_optional_fields_parse_from_set_arguments():
+    from ganstudio.core.config import parse_set_args, resolve_config
+    schema = _new_types()
+    assert resolve_config(schema) == {"attn_res_layers": [32], "aug_types": ["color", "translation"],
+                                      "aug_prob": None}
+    raw = parse_set_args(["attn_res_layers=32,64", "aug_types=cutout,color",
+                          "aug_prob=0.25"])
+    assert resolve_config(schema, raw) == {"attn_res_layers": [32, 64],
+                                           "aug_types": ["cutout", "color"], "aug_prob": 0.25}
+    back = resolve_config(schema, parse_set_args(["aug_prob=auto", "attn_res_layers=",
+                                                  "aug_types=[color]"]))
+    assert back == {"attn_res_layers": [], "aug_types": ["color"], "aug_prob": None}
+    # a run.json round trip keeps the types
+    import json
+    saved = json.loads(json.dumps(resolve_config(schema, raw)))
+    assert resolve_config(schema, base=saved) == resolve_config(schema, raw)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("attn_res_layers=32,2048", "an item of 'attn_res_layers': 2048 is above the maximum 1024"),
+    ("attn_res_layers=32,x", "an item of 'attn_res_layers': expected int, got 'x'"),
+    ("aug_types=color,blur", "setting 'aug_types': 'blur' is not one of color, translation, cutout"),
+    ("aug_prob=1.5", "setting 'aug_prob': 1.5 is above the maximum 1.0"),
+])
+def test_bad_values_of_the_new_types_name_the_setting(setting, message):
+    from ganstudio.core.config import parse_set_args, resolve_config
+    from ganstudio.core.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        resolve_config(_new_types(), parse_set_args([setting]))
+    assert str(info.value) == message
+
+
+def test_only_optional_fields_take_automatic():
+    from ganstudio.core.config import Field
+    from ganstudio.core.errors import ConfigError
+    with pytest.raises(ConfigError, match="expected float"):
+        Field("lr", "float", 1e-3, "h", min=0, max=1).validate("auto")
+    with pytest.raises(ValueError, match="needs choices"):
+        Field("m", "multichoice", [], "h")
+    with pytest.raises(ValueError, match="item_type"):
+        Field("l", "list", [], "h", item_type="bool")

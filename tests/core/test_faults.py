@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from ganstudio.core import events as ev
 from ganstudio.core.checkpoints import list_checkpoints, load_checkpoint, verify_checkpoint
 from ganstudio.core.config import Field, common_gan_fields
 from ganstudio.core.engine import Engine, EngineSettings, is_out_of_memory
+from ganstudio.core.errors import UserError
 from ganstudio.core.model import GAN, GANModel, ModelSpec
 from ganstudio.core.runs import RunFolder
 
@@ -77,6 +79,9 @@ class FaultyGAN(GANModel):
     def generator_module(self):
         return torch.nn.Identity()
 
+    def optimizers(self):
+        return {"g": self.opt_g}
+
 
 def faulty_spec() -> ModelSpec:
     schema = common_gan_fields(resolution=8, resolutions=(8,), batch_size=4) + [
@@ -89,7 +94,7 @@ def faulty_spec() -> ModelSpec:
         Field("raise_in_sample", "bool", False, "sample() raises"),
     ]
     return ModelSpec(id="faulty", name="Faulty", kind=GAN, schema=schema, factory=FaultyGAN,
-                     plugin=PLUGIN)
+                     plugin=PLUGIN, learning_rates=("lr",))
 
 
 IMAGES = torch.from_numpy(
@@ -178,7 +183,8 @@ def test_nan_in_the_cli_mode_stops_and_resume_with_lower_lr_continues(tmp_path):
     failed = eng.run_loop()
     assert isinstance(failed, ev.Failed)
     assert "NaN or infinite at step 8" in failed.message and "ckpt_00000005.pt" in failed.message
-    assert failed.suggestion == "lr=0.05"
+    assert failed.kind == "nan" and failed.settings == {"lr": pytest.approx(0.05)}
+    assert failed.action == "resume" and failed.suggestion == "lr=0.05"
     assert [p.name for p in list_checkpoints(eng.run.checkpoints_dir)] == ["ckpt_00000005.pt"]
 
     events2: list[ev.Event] = []
@@ -220,7 +226,8 @@ def test_out_of_memory_names_a_batch_size_and_the_run_continues_with_it(tmp_path
     failed = eng.run_loop()
     assert isinstance(failed, ev.Failed)
     assert "out of memory at step 6" in failed.message
-    assert "batch_size=8" in failed.message and failed.suggestion == "batch_size=8"
+    assert failed.kind == "out_of_memory" and failed.settings == {"batch_size": 8}
+    assert failed.action == "resume" and failed.suggestion == "batch_size=8"
     assert failed.plugin == "" and failed.traceback == ""
     assert "ERROR" in (tmp_path / "run" / "events.log").read_text()
 
@@ -281,11 +288,13 @@ def test_a_plugin_failing_on_bf16_is_told_how_to_train_in_fp32(tmp_path, monkeyp
     (started,) = [e for e in events if isinstance(e, ev.Started)]
     assert started.precision == precision       # the studio's status bar shows it
     assert "not implemented for 'BFloat16'" in failed.message
-    hint = "resume with --precision fp32, or Precision fp32 in the studio"
+    assert "--precision" not in failed.message        # core states facts; faces word advice
     if precision == "bf16":
-        assert hint in failed.message and "trained in bf16 autocast" in failed.message
+        assert failed.kind == "precision" and "trained in bf16 autocast" in failed.message
+        assert failed.run_options == {"precision": "fp32"} and failed.action == "resume"
     else:                         # no autocast: nothing to suggest about precision
-        assert hint not in failed.message
+        assert failed.kind == "plugin_error" and failed.run_options == {}
+        assert "trained in bf16 autocast" not in failed.message
 
 
 @pytest.mark.parametrize("bad", ["float_loss", "wrong_sample_shape"])
@@ -320,24 +329,69 @@ def test_an_engine_bug_is_not_blamed_on_the_plugin(tmp_path, monkeypatch):
     failed = eng.run_loop()
     assert isinstance(failed, ev.Failed)
     assert failed.plugin == "" and failed.message.startswith("internal error: KeyError")
-    assert "engine.py" in failed.traceback
+    assert failed.kind == "internal" and "ganstudio/core/engine/" in failed.traceback
 
 
 def test_a_second_writer_on_the_same_run_is_refused(tmp_path):
     first = engine_for(tmp_path / "run", [], total_steps=3)
-    first.prepare()
-    lock = first.run.lock()  # as if another process were training this run
-    try:
-        second = engine_for(tmp_path / "run", [], total_steps=3, resume=True)
-        with pytest.raises(Exception, match="being trained by another process"):
-            second.prepare()
-        failed = first.run_loop()
-        assert isinstance(failed, ev.Failed) and "being trained" in failed.message
-    finally:
-        lock.release()
+    first.prepare()                      # holds the run's lock until its loop ends
+    before = snapshot(tmp_path / "run")
+    second = engine_for(tmp_path / "run", [], total_steps=3, resume=True)
+    with pytest.raises(UserError, match="being trained by another process"):
+        second.prepare()
+    assert snapshot(tmp_path / "run") == before          # the refused one touched nothing
     assert isinstance(first.run_loop(), ev.Finished)
+    third = engine_for(tmp_path / "run", [], total_steps=5, resume=True)
+    third.prepare()                      # the lock went with the first run's end
+    assert isinstance(third.run_loop(), ev.Finished)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["model_id"] == "faulty"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes (the lock file aside)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_two_trainings_started_at_once_on_one_folder_leave_one_run(tmp_path):
+    """Issue F2: the loser of a simultaneous start stops with a UserError before it
+    reads or writes anything in the folder; the winner's run is whole."""
+    run = tmp_path / "run"
+    barrier = threading.Barrier(2)
+    outcome: dict[int, object] = {}
+    small = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (9, 3, 8, 8),
+                                                                 dtype=np.uint8))
+
+    def start(i: int) -> None:
+        eng = Engine(faulty_spec(), run, images=IMAGES if i == 0 else small,
+                     overrides={"lr": 0.1 if i == 0 else 0.2},
+                     settings=settings(total_steps=12), listeners=[])
+        barrier.wait()
+        try:
+            eng.prepare()
+        except UserError as e:
+            outcome[i] = e
+            return
+        outcome[i] = eng.run_loop()
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    errors = {i: o for i, o in outcome.items() if isinstance(o, UserError)}
+    finished = {i: o for i, o in outcome.items() if isinstance(o, ev.Finished)}
+    assert len(errors) == 1 and len(finished) == 1, outcome
+    assert "being trained by another process" in str(next(iter(errors.values())))
+    (winner,) = finished
+    info = json.loads((run / "run.json").read_text())
+    assert info["config"]["lr"] == (0.1 if winner == 0 else 0.2)
+    assert info["dataset"]["images"] == (6 if winner == 0 else 9)
+    rows = metrics_rows(run)
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert all(r["lr"] == pytest.approx(info["config"]["lr"]) for r in rows)
+    assert [p.name for p in list_checkpoints(run / "checkpoints")][-1] == "ckpt_00000012.pt"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a real OOM")
@@ -401,3 +455,84 @@ def test_cli_prints_the_command_that_continues_after_out_of_memory(
     assert code == 0, err
     assert "resuming faulty on cpu" in err and "from step 5 to 20" in err
     assert "completed at step 20" in err
+
+
+# -- learning rates as declared ------------------------------------------------------------------
+class TwoOptimizers(FaultyGAN):
+    """G and D optimizers; D's rate is lr * ttur (as a TTUR multiplier is)."""
+
+    def __init__(self, config, image_shape, device):
+        super().__init__(config, image_shape, device)
+        self.v = torch.nn.Parameter(torch.zeros(1))
+        self.opt_d = torch.optim.SGD([self.v], lr=float(config["lr"]) * float(config["ttur"]))
+
+    def state_dict(self):
+        return {**super().state_dict(), "v": self.v.detach().clone(),
+                "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.v.copy_(state["v"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def optimizers(self):
+        return {"g": self.opt_g, "d": self.opt_d}
+
+
+def two_optimizer_spec(learning_rates) -> ModelSpec:
+    spec = faulty_spec()
+    schema = list(spec.schema) + [Field("ttur", "float", 2.0, "D's rate = lr * ttur", min=0.1,
+                                        max=10.0)]
+    return ModelSpec(id="faulty", name="Faulty", kind=GAN, schema=schema,
+                     factory=TwoOptimizers, plugin=PLUGIN, learning_rates=learning_rates)
+
+
+def test_every_declared_learning_rate_is_reapplied_on_resume(tmp_path):
+    """``--resume --set ttur=...`` changes D's optimizer only; ``lr`` both (issue item 7)."""
+    spec = two_optimizer_spec({"lr": ("g", "d"), "ttur": "d"})
+    first = Engine(spec, tmp_path / "run", images=IMAGES, settings=settings(total_steps=5))
+    first.prepare()
+    assert isinstance(first.run_loop(), ev.Finished)
+    again = Engine(spec, tmp_path / "run", images=IMAGES, settings=settings(total_steps=8),
+                   overrides={"ttur": 3.0, "lr": 0.05}, resume=True)
+    again.prepare()
+    assert again.model.opt_g.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert again.model.opt_d.param_groups[0]["lr"] == pytest.approx(0.05 * 3.0)
+    assert isinstance(again.run_loop(), ev.Finished)
+    log = (tmp_path / "run" / "events.log").read_text()
+    assert "lr 0.1 -> 0.05" in log and "ttur 2 -> 3" in log
+
+
+def test_roll_back_halves_one_setting_per_optimizer(tmp_path):
+    spec = two_optimizer_spec({"lr": ("g", "d"), "ttur": "d"})
+    events: list[ev.Event] = []
+    eng = Engine(spec, tmp_path / "run", images=IMAGES, listeners=[events.append],
+                 settings=settings(total_steps=14, on_nan="pause"),
+                 overrides={"nan_threshold": 0.06, "nan_from": 12})
+    eng.listeners.append(lambda e: eng.rollback(0.5) if isinstance(e, ev.Paused) else None)
+    eng.prepare()
+    assert isinstance(eng.run_loop(), ev.Finished)
+    assert eng.config["lr"] == pytest.approx(0.05) and eng.config["ttur"] == 2.0
+    assert eng.model.opt_d.param_groups[0]["lr"] == pytest.approx(0.1)   # 0.05 * 2
+    nan = next(e for e in events if isinstance(e, ev.Warning) and e.kind == "nan")
+    assert nan.settings == {"lr": pytest.approx(0.05)} and nan.action == "rollback"
+
+
+def test_a_roll_back_without_declared_optimizers_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(FaultyGAN, "optimizers", lambda self: {})
+    spec = faulty_spec()
+    spec = ModelSpec(id=spec.id, name=spec.name, kind=GAN, schema=spec.schema,
+                     factory=FaultyGAN, plugin=PLUGIN)            # no learning_rates either
+    events: list[ev.Event] = []
+    eng = Engine(spec, tmp_path / "run", images=IMAGES, listeners=[events.append],
+                 settings=settings(total_steps=14, on_nan="pause"),
+                 overrides={"nan_threshold": 0.06, "nan_from": 12})
+    eng.listeners.append(lambda e: eng.rollback(0.5) if isinstance(e, ev.Paused) and
+                         e.reason == "nan" and len([x for x in events
+                                                    if isinstance(x, ev.Paused)]) == 1
+                         else (eng.stop() if isinstance(e, ev.Paused) else None))
+    eng.prepare()
+    eng.run_loop()
+    warned = [e for e in events if isinstance(e, ev.Warning) and e.kind == "rollback"]
+    assert warned and "declares no optimizers" in warned[0].message

@@ -145,37 +145,55 @@ def test_a_link_at_a_final_name_stops_the_run_naming_the_file(pm, tmp_path, fina
     victims.assert_untouched()
 
 
-def test_plugin_file_and_log_links_are_refused_and_training_goes_on(pm, tmp_path):
-    """metrics.csv (the csvlog plugin's file) and events.log as links: the plugin's hook
-    is switched off with the reason logged, log lines are dropped, the run completes."""
+def test_plugin_file_and_log_links_are_refused_before_anything_is_written(pm, tmp_path):
+    """metrics.csv (the csvlog plugin's file) or events.log as a link: the run folder is
+    refused when it is opened for training, naming the link; nothing changes."""
     run_dir = tmp_path / "run"
     assert isinstance(_train(pm, run_dir, 4), ev.Finished)
     victims = Victims(tmp_path / "outside")
+    for name in ("metrics.csv", "events.log"):
+        victims.plant(run_dir / name)
+        with pytest.raises(RunError, match=f"{name} is a symbolic link"):
+            _train(pm, run_dir, 8, resume=True)
+        victims.assert_untouched()
+        (run_dir / name).unlink()
+
+
+def test_the_csvlog_plugin_refuses_a_link_itself(tmp_path):
+    """A plugin's writer meets a link on its own (e.g. planted while a run trains): the
+    helper refuses it, the hook's error switches the plugin off, nothing is followed."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    victims = Victims(tmp_path / "outside")
     victims.plant(run_dir / "metrics.csv")
-    done = _train(pm, run_dir, 6, resume=True)
-    assert isinstance(done, ev.Finished) and done.step == 6
-    log = (run_dir / "events.log").read_text()
-    assert "plugin 'csvlog' failed" in log and "metrics.csv is a symbolic link" in log
+    writer = ganstudio_csvlog.CsvMetricsWriter(run_dir)
+    with pytest.raises(UnsafeFileError, match="metrics.csv is a symbolic link"):
+        writer.write(1, 0.5, {"loss": 0.25})
     victims.assert_untouched()
-    # events.log as a link: the run folder is refused at once, before anything is written
-    (run_dir / "events.log").unlink()
-    victims.plant(run_dir / "events.log")
-    with pytest.raises(RunError, match="events.log is a symbolic link"):
-        _train(pm, run_dir, 8, resume=True)
+    (run_dir / "metrics.csv").unlink()
+    victims.plant(run_dir / "metrics.csv.tmp")       # the old temporary name: passed over
+    writer = ganstudio_csvlog.CsvMetricsWriter(run_dir)
+    writer.write(1, 0.5, {"loss": 0.25})
+    writer.close()
+    assert (run_dir / "metrics.csv").read_text() == "step,time,loss\n1,0.5,0.25\n"
     victims.assert_untouched()
 
 
 def test_a_hard_link_is_never_appended_to(tmp_path):
-    """A hard link shares the file itself: appending would change the file elsewhere."""
+    """A hard link shares the file itself: appending would change the file elsewhere.
+    The run gets a private copy first, and the append goes there."""
     run = RunFolder(tmp_path / "run")
     run.create({"model_id": "tinygan", "config": {}})
     victims = Victims(tmp_path / "outside")
     for name in ("metrics.jsonl", "events.log"):
         os.link(victims.new(), run.path / name)
-    with pytest.raises(UnsafeFileError, match="metrics.jsonl has 1 other hard link"):
-        run.append_metrics([{"step": 1, "loss": 0.5}])
+    run.append_metrics([{"step": 1, "loss": 0.5}])
     run.log("a line that must not land in the victim")
     victims.assert_untouched()
+    assert (run.path / "metrics.jsonl").read_text() == 'precious 0\n{"step": 1, "loss": 0.5}\n'
+    assert (run.path / "metrics.jsonl").stat().st_nlink == 1
+    assert (run.path / "events.log").read_text().startswith("precious 1\n")
+    assert "a line that must not land in the victim" in (run.path / "events.log").read_text()
 
 
 def test_a_linked_samples_folder_is_not_entered(tmp_path):

@@ -168,7 +168,7 @@ BROKEN = {
     "newapi": (plugin_source("newapimodel", api=99),
                "written for plugin API 99, but this studio speaks 1"),
     "badkind": (plugin_source("kindmodel").replace('kind="gan"', 'kind="video"'),
-                "kind must be 'gan' or 'image2image'"),
+                "kind must be one of gan, image2image, feedforward"),
     "badid": (plugin_source("bad id!"), "model id 'bad id!' must be"),
     "noschema": (plugin_source("noschemamodel").replace("schema=common_gan_fields()",
                                                         "schema=[]"),

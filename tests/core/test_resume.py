@@ -157,3 +157,96 @@ def test_resume_with_a_changed_architecture_is_refused_and_leaves_the_run(tiny_s
     assert (run / "run.json").read_text() == before  # the run is not rewritten
     engine, done = train(tiny_spec, run, image_folder, 4, resume=True)
     assert engine.config["resolution"] == 8 and done.step == 4
+
+
+# -- every random stream: isolated from sampling, kept in checkpoints ----------------------------
+def _noisy_spec():
+    """A model that draws from torch, Python's random and NumPy in its step, and noise
+    while sampling (as outside code wrapped in a plugin may)."""
+    import random
+
+    import numpy as np
+
+    from ganstudio.core.config import Field, common_gan_fields
+    from ganstudio.core.model import GAN, GANModel, ModelSpec
+
+    class Noisy(GANModel):
+        latent_dim = 3
+
+        def __init__(self, config, image_shape, device):
+            super().__init__(config, image_shape, device)
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.opt = torch.optim.SGD([self.w], lr=float(self.config["lr"]))
+
+        def train_step(self, real):
+            jitter = torch.randn(1) + random.random() + float(np.random.rand())
+            loss = ((self.w - jitter) ** 2).sum() + real.mean() * 0
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            return {"loss": loss.detach()}
+
+        @torch.no_grad()
+        def sample(self, z):
+            noise = torch.randn(z.shape[0], *self.image_shape)          # noise at sampling
+            random.random()
+            np.random.rand(3)
+            return (noise * 0.1 + self.w).clamp(-1, 1)
+
+        def optimizers(self):
+            return {"g": self.opt}
+
+        def state_dict(self):
+            return {"w": self.w.detach().clone(), "opt": self.opt.state_dict()}
+
+        def load_state_dict(self, state):
+            with torch.no_grad():
+                self.w.copy_(state["w"])
+            self.opt.load_state_dict(state["opt"])
+
+        def generator_module(self):
+            return torch.nn.Identity()
+
+    schema = common_gan_fields(resolution=8, resolutions=(8,), batch_size=2) + [
+        Field("lr", "float", 0.05, "learning rate", min=1e-6, max=1.0)]
+    return ModelSpec("noisy", "Noisy", GAN, schema, Noisy, learning_rates=("lr",))
+
+
+NOISY_IMAGES = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8,
+                             generator=torch.Generator().manual_seed(0))
+
+
+def _noisy_run(run_dir, total, *, sample_every=1000, resume=False, stop_at=None):
+    s = EngineSettings(total_steps=total, log_every_s=1e9, log_every_steps=1,
+                       sample_every_s=1e9, sample_every_steps=sample_every,
+                       checkpoint_every_s=0, device="cpu", precision="fp32", n_samples=4,
+                       monitors=False)
+    engine = Engine(_noisy_spec(), run_dir, images=NOISY_IMAGES, settings=s, resume=resume)
+    if stop_at is not None:
+        engine.listeners.append(lambda e: engine.stop() if isinstance(e, ev.Metrics)
+                                and e.step == stop_at else None)
+    engine.prepare()
+    assert isinstance(engine.run_loop(), ev.Finished)
+    return [(r["step"], r["loss"]) for r in
+            (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+def test_sampling_that_draws_noise_does_not_shift_training(tmp_path):
+    quiet = _noisy_run(tmp_path / "quiet", 8, sample_every=1000)
+    busy = _noisy_run(tmp_path / "busy", 8, sample_every=1)        # a grid after every step
+    assert len(quiet) == 8 and quiet == busy
+
+
+def test_python_and_numpy_random_states_survive_a_resume(tmp_path):
+    whole = _noisy_run(tmp_path / "whole", 8)
+    _noisy_run(tmp_path / "parts", 8, stop_at=4)
+    ckpt = sorted((tmp_path / "parts" / "checkpoints").glob("ckpt_*.pt"))[-1]
+    rng = load_checkpoint(ckpt)["rng"]
+    assert {"torch", "python", "numpy"} <= set(rng)
+    import random
+
+    import numpy as np
+    random.seed(12345)            # the resumed process starts with other global states
+    np.random.seed(54321)
+    resumed = _noisy_run(tmp_path / "parts", 8, resume=True)
+    assert resumed == whole and resumed[3][0] == 4

@@ -175,6 +175,12 @@ def _fake_plugin():
         def generator_module(self):
             return self.G
 
+        def optimizers(self):
+            return {"g": self.opt}
+
+        def trained_networks(self):
+            return {"g": self.G}
+
     class FakePlugin:
         GANSTUDIO_PLUGIN_API = 1
         __version__ = "0.0.1"
@@ -187,7 +193,8 @@ def _fake_plugin():
                 Field("max_batch", "int", 1024, "Batches above this run out of memory.", min=1),
             ]
             return [ModelSpec(id="tiny", name="Tiny test GAN", kind=GAN, schema=schema,
-                              factory=TinyGAN, help="A linear generator for tests.")]
+                              factory=TinyGAN, help="A linear generator for tests.",
+                              learning_rates=("lr",))]
 
     return FakePlugin()
 

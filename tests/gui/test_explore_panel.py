@@ -191,6 +191,8 @@ def test_run_without_latent_space_and_no_run(qtbot, studio, tmp_path, image_fold
     p = ExplorePanel(studio)
     qtbot.addWidget(p)
     assert "No run open" in p.run_label.text()
+    # fits beside the settings dock in a 1366 px wide window (every view, not only the shown one)
+    assert p.minimumSizeHint().width() <= 900
     assert not p.seeds.next_button.isEnabled() and not p.checks.mem_button.isEnabled()
     studio.run_changed.emit(nolat)
     qtbot.waitUntil(lambda: "declares no latent space" in p.message.text(), timeout=WAIT)
@@ -206,3 +208,25 @@ def test_the_studio_window_offers_the_explore_tab(make_window):
     from ganstudio_explore.panel import ExplorePanel
     panel = tab if isinstance(tab, ExplorePanel) else tab.findChild(ExplorePanel)
     assert panel is not None and "No run open" in panel.run_label.text()
+
+
+def test_a_run_without_checkpoint_loads_once_one_is_written(qtbot, studio, trained):
+    import shutil
+    from ganstudio_explore.panel import ExplorePanel
+    run = studio.state["run"]
+    ckpts = run.parent / "held_back"
+    shutil.move(run / "checkpoints", ckpts)
+    p = ExplorePanel(studio)
+    qtbot.addWidget(p)
+    p.show()
+    qtbot.waitUntil(lambda: "has no checkpoint yet" in p.message.text(), timeout=WAIT)
+    assert p.explorer is None and p.checkpoint.count() == 1      # only "newest"
+    shutil.move(ckpts, run / "checkpoints")          # the training wrote its first ones
+    studio.runs_changed.emit()
+    assert p.checkpoint.count() == 3                 # newest, step 30, step 15
+    p.hide()
+    p.show()                                         # coming back to the tab loads it
+    qtbot.waitUntil(lambda: p.explorer is not None, timeout=WAIT)
+    assert "step 30" in p.message.text()
+    idle(qtbot, p)
+    p.shutdown()

@@ -57,12 +57,12 @@ def test_settings_are_remembered(qtbot, make_window, tiny_pm, image_dir, setting
     assert QApplication.instance().property("ganstudio_theme") == "dark"
 
 
-def test_style_tab_is_optional(qtbot, make_window, tiny_pm, monkeypatch):
-    import sys
-    monkeypatch.setitem(sys.modules, "ganstudio.gui.style_panel", None)  # import fails
+def test_style_tab_is_optional(qtbot, make_window, tiny_pm):
+    """The style tab comes only from the style plugin: without it, the studio has its own
+    two tabs and trains as before."""
     w = make_window(pm=tiny_pm, model="tiny", set=[])
     tabs = [w.tabs.tabText(i) for i in range(w.tabs.count())]
-    assert tabs == ["Training", "Runs"] and w.style_panel is None
+    assert tabs == ["Training", "Runs"] and "style-transfer" not in w.panel_host.panels
     assert w.buttons["start"].isEnabled()
 
 
@@ -111,16 +111,14 @@ def test_export_dialog_suggests_a_path_with_the_right_extension(qtbot, tmp_path)
 
 
 def test_engine_advice_names_settings_not_command_line_flags(qtbot, make_window):
-    from types import SimpleNamespace
-    from ganstudio.gui.main_window import gui_wording
-    assert gui_wording("try augmentation (--set augment=color,cutout) or --set lr_d=0.0001") \
-        == "try augmentation (setting augment=color,cutout) or setting lr_d=0.0001"
+    from ganstudio.core import events as ev
     w = make_window()
-    w.trainer._on_warning(SimpleNamespace(step=377, kind="imbalance",
-                                  message="the discriminator wins; try --set d_pause=on"))
+    w.trainer._on_warning(ev.Warning("the discriminator wins", 377, "imbalance",
+                                     {"d_pause": "on"}))
     assert w.info_bar.kind == "imbalance"
     assert w.info_bar.label.text() == \
-        "Step 377: the discriminator wins; try setting d_pause=on"
+        "Step 377: The discriminator wins. Try d_pause = on in the Model settings, then resume."
+    assert "--set" not in w.info_bar.label.text()
     assert [m[:2] for m in w.chart.markers] == [(377, "imbalance")]
 
 

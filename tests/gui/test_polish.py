@@ -116,9 +116,9 @@ def test_message_bar_and_style_chart_follow_the_theme(qtbot, make_window):
         w.set_theme("light")
         assert w.info_bar.colours() == ("#dbe8fc", "#17457f")
         assert "#dbe8fc" in w.info_bar.styleSheet()
-        if w.style_panel is not None:
-            bg = w.style_panel.chart.plot.backgroundBrush().color().name()
-            assert bg == CHART_COLOURS["light"]["background"]
+        style_tab = w.panel_host.panels["style-transfer"]   # the style plugin's tab
+        bg = style_tab.chart.plot.backgroundBrush().color().name()
+        assert bg == CHART_COLOURS["light"]["background"]
         w.info_bar.show_message("careful", "warning")
         assert w.info_bar.colours() == ("#fcefc7", "#6b4a00")
     finally:

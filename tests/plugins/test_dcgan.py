@@ -165,3 +165,20 @@ def test_compare_presets_command(tmp_path, image_folder, capsys):
     assert main(["compare-presets", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert main(["compare-presets", "--data", str(image_folder), "--out", str(out),
                  "--presets", "classic,shiny"]) == 2
+
+
+@pytest.mark.parametrize("preset", ["default", "classic"])   # spectral norm / BatchNorm in D
+def test_discriminator_features_have_gradients_and_leave_d_as_it_was(preset):
+    model = build(preset=preset)
+    model.train_step(batch())
+    before = {k: v.clone() for k, v in model.D.state_dict().items()}
+    x = batch(3, seed=1).requires_grad_(True)
+    feats = model.discriminator_features(x)
+    assert len(feats) == 3 and all(f.shape[0] == 3 for f in feats)      # 32 px: 3 blocks
+    (grad,) = torch.autograd.grad(sum(f.square().mean() for f in feats), x)
+    assert grad.abs().sum() > 0 and torch.isfinite(grad).all()
+    after = model.D.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and model.D.training
+    opts = model.optimizers()
+    assert set(opts) == {"g", "d"} and opts["g"] is model.opt_g
+    assert set(model.trained_networks()) == {"g", "d"}

@@ -75,9 +75,10 @@ def test_found_through_its_entry_point_and_passes_the_check(installed):
     assert f"{ENTRY_POINT} 1.0.0 [entry point] ok" in listing
     assert f"model {MODEL_ID} (gan): Fully connected GAN (MLP)" in listing
     assert f"PASS  load     entry point plugin '{ENTRY_POINT}' 1.0.0: plugin API 1" in report
-    for check in ("schema", "build", "steps", "samples", "state", "resume", "bf16"):
+    for check in ("schema", "build", "steps", "samples", "state", "declared", "resume", "bf16",
+                  "latent", "onnx"):
         assert f"PASS  {check:<8}" in report, report
-    assert "passed: 8 passed, 0 passed with notes, 0 skipped, 0 failed" in report
+    assert "passed: 11 passed, 0 passed with notes, 0 skipped, 0 failed" in report
 
 
 def test_trains_from_the_cli_and_samples(installed, image_folder):

@@ -192,7 +192,14 @@ def test_discriminator_features_leave_d_untouched(images):
     feats = m.discriminator_features(x)
     assert [f.shape[-1] for f in feats] == [32, 16, 8]
     assert all(torch.equal(a, b) for a, b in zip(buffers, m.D.buffers()))
+    assert m.D.training
     assert m.discriminate(x).shape == (4,)
+    # per image (projection compares one picture at a time), and differentiable
+    alone = m.discriminator_features(x[1:2])
+    assert all(torch.allclose(a[0], b[1], atol=1e-5) for a, b in zip(alone, feats))
+    y = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(sum(f.sum() for f in m.discriminator_features(y)), [y])
+    assert grad.abs().sum() > 0
 
 
 def _vgg_file(path: Path, seed: int = 0) -> Path:
@@ -242,3 +249,15 @@ def test_generator_exports_to_onnx(tmp_path):
     report = export_generator_onnx(m.generator_module(), 256, tmp_path / "g.onnx")
     assert report.path.is_file()
     assert report.max_abs_diff < 1e-3
+
+
+def test_speedcheck_reports_images_per_second(tmp_path, capsys):
+    from ganstudio_fewshot import speedcheck
+    out = tmp_path / "speed.json"
+    code = speedcheck.main(["--device", "cpu", "--resolutions", "64", "--precisions", "fp32",
+                            "--batch", "2", "--seconds", "0", "--set", "g_features=2",
+                            "--set", "d_features=2", "--out", str(out)])
+    assert code == 0
+    (row,) = json.loads(out.read_text())
+    assert row["resolution"] == 64 and row["steps"] == 2 and row["img_per_s"] > 0
+    assert json.loads(capsys.readouterr().out) == row

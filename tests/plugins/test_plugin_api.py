@@ -77,15 +77,15 @@ def test_single_file_plugin_from_the_guide_loads_and_passes_the_kit(plugins_dir,
     spec = pm.get_model("hello-gan")  # registered through ganstudio_register_models
     results = kit.check_model(spec, workdir=tmp_path, module=pm.plugins["hello_gan"].module)
     assert statuses(results) == {"schema": "pass", "build": "pass", "steps": "pass",
-                                 "samples": "pass", "state": "pass", "resume": "pass",
-                                 "bf16": "pass"}, \
+                                 "samples": "pass", "state": "pass", "declared": "pass",
+                                 "resume": "pass", "bf16": "pass", "latent": "pass"}, \
         kit.format_report("hello-gan", results)
 
     rc = main(["plugins", "--check", "hello_gan"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "PASS  load     folder plugin 'hello_gan' 0.1.0: plugin API 1, 1 model" in out
-    assert out.strip().endswith("passed: 8 passed, 0 passed with notes, 0 skipped, 0 failed")
+    assert out.strip().endswith("passed: 10 passed, 0 passed with notes, 0 skipped, 0 failed")
 
 
 # -- common breakages: each reads clearly in `plugins` and in `--check` -------------------------
@@ -105,7 +105,7 @@ BREAKAGES = {
              "invalid hooks: 'ganstudio_register_model' is not a GAN Studio hook (did you mean "
              "'ganstudio_register_models'?)"),
     "notalist": (GOOD.replace("    return [ModelSpec(", "    return ModelSpec(")
-                 .replace("version=__version__)]", "version=__version__)"),
+                 .replace('learning_rates={"lr": ("g", "d")})]', 'learning_rates={"lr": ("g", "d")})'),
                  "ganstudio_register_models failed: TypeError: ganstudio_register_models must "
                  "return a list, got ModelSpec"),
     "dictspec": (GOOD.replace("    return [ModelSpec(", "    return [dict(")
@@ -216,11 +216,14 @@ MUTATIONS = {
                             "self.opt_g.load_state_dict(state[\"opt_g\"])": "pass",
                             "self.opt_d.load_state_dict(state[\"opt_d\"])": "pass"},
                            "resume", "after resuming but"),
-    "numpy_noise": ({"z = torch.randn(n, self.latent_dim, device=self.device)":
-                     "import numpy as np\n"
-                     "        z = torch.from_numpy(np.random.randn(n, self.latent_dim))"
-                     ".float()"},
-                    "resume", "draw noise from torch's generators"),
+    # a generator of its own that state_dict() leaves out (NumPy's global one is saved by
+    # the engine: see test_numpy_global_noise_resumes_exactly)
+    "private_noise": ({"z = torch.randn(n, self.latent_dim, device=self.device)":
+                       "import numpy as np\n"
+                       "        self._rng = getattr(self, '_rng', np.random.default_rng(0))\n"
+                       "        z = torch.from_numpy(self._rng.standard_normal("
+                       "(n, self.latent_dim))).float()"},
+                      "resume", "draw noise from torch's generators"),
     "nohelp": ({'"Learning rate of G and D."': '""'}, "schema",
                "setting 'lr' has no help text"),
     # an op without a bf16 kernel: fine in fp32, a failure under the default autocast
@@ -243,7 +246,7 @@ def test_kit_names_what_is_broken(name, tmp_path):
     report = kit.format_report("tinygan", results)
     assert by_name[failing].status == "fail", report
     assert expected in by_name[failing].detail, report
-    order = ["schema", "build", "steps", "samples", "state", "resume", "bf16"]
+    order = ["schema", "build", "steps", "samples", "state", "declared", "resume", "bf16"]
     for earlier in order[:order.index(failing)]:
         assert by_name[earlier].status in ("pass", "warn"), report
 
@@ -252,7 +255,7 @@ def test_the_unbroken_tiny_model_passes_every_check(tmp_path):
     module = load_tiny_plugin_module()
     pm = PluginManager(load_entry_points=False, load_folder=False, extra=[("tiny", module)])
     results = kit.check_model(pm.get_model("tinygan"), workdir=tmp_path, module=module)
-    assert [r.status for r in results] == ["pass"] * 7, kit.format_report("tinygan", results)
+    assert [r.status for r in results] == ["pass"] * 8, kit.format_report("tinygan", results)
     # the kit ran 4 real engine steps with one metrics line each, and a 2+2 resumed run
     rows = [json.loads(x) for x in (tmp_path / "run_b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -329,9 +332,37 @@ def _paint_spec(needs_weights: bool) -> ModelSpec:
                      factory=PaintJob, help="Test job.")
 
 
+def test_numpy_global_noise_resumes_exactly(tmp_path):
+    """Outside code drawing from NumPy's global generator needs no change: the engine
+    keeps that state in its checkpoints."""
+    module = _tiny(**{"z = torch.randn(n, self.latent_dim, device=self.device)":
+                      "import numpy as np\n"
+                      "        z = torch.from_numpy(np.random.randn(n, self.latent_dim)).float()"})
+    pm = PluginManager(load_entry_points=False, load_folder=False, extra=[("numpy", module)])
+    results = kit.check_model(pm.get_model("tinygan"), workdir=tmp_path, module=module)
+    assert statuses(results)["resume"] == "pass", kit.format_report("tinygan", results)
+
+
+def test_a_model_without_declared_optimizers_passes_with_a_note(tmp_path):
+    module = _tiny(**{'learning_rates=("lr",))]': ")]",
+                      "    def optimizers(self):": "    def _unused(self):"})
+    pm = PluginManager(load_entry_points=False, load_folder=False, extra=[("noopt", module)])
+    results = kit.check_model(pm.get_model("tinygan"), workdir=tmp_path, module=module)
+    declared = next(r for r in results if r.name == "declared")
+    assert declared.status == "warn" and "roll back cannot lower" in declared.detail
+
+
+def test_learning_rates_naming_a_missing_optimizer_fail_the_declared_check(tmp_path):
+    module = _tiny(**{'learning_rates=("lr",))]': 'learning_rates={"lr": ("g", "x")})]'})
+    pm = PluginManager(load_entry_points=False, load_folder=False, extra=[("badlr", module)])
+    results = kit.check_model(pm.get_model("tinygan"), workdir=tmp_path, module=module)
+    declared = next(r for r in results if r.name == "declared")
+    assert declared.status == "fail" and "optimizer(s) x" in declared.detail
+
+
 def test_image2image_job_gets_generated_inputs_and_passes(tmp_path):
     results = kit.check_model(_paint_spec(False), workdir=tmp_path)
-    assert [r.status for r in results] == ["pass"] * 6, kit.format_report("paint", results)
+    assert [r.status for r in results] == ["pass"] * 7, kit.format_report("paint", results)
     assert "preview gives (1, 3, 16, 16)" in results[3].detail
     assert (tmp_path / "inputs" / "content.png").is_file()
     assert not (tmp_path / "inputs" / "weights.png").exists()  # weights are never invented
@@ -340,9 +371,10 @@ def test_image2image_job_gets_generated_inputs_and_passes(tmp_path):
 def test_image2image_job_that_needs_weights_is_skipped_with_the_reason(tmp_path):
     results = kit.check_model(_paint_spec(True), workdir=tmp_path)
     assert statuses(results) == {"schema": "pass", "build": "skip", "steps": "skip",
-                                 "samples": "skip", "state": "skip", "resume": "skip"}
+                                 "samples": "skip", "state": "skip", "declared": "skip",
+                                 "resume": "skip"}
     assert "no weights file given (setting 'weights')" in results[1].detail
-    assert "GANSTUDIO_TEST_SETTINGS" in results[1].detail
+    assert "ModelSpec.test_settings" in results[1].detail
 
 
 # -- the pytest side of the kit -----------------------------------------------------------------

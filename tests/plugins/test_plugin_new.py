@@ -111,7 +111,9 @@ def test_skeleton_pip_installs_and_passes_the_kit_unchanged(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report, pytest_out = proc.stdout.split("=====\n")
     assert "PASS  load     entry point plugin 'my_gan' 0.1.0: plugin API 1, 1 model" in report
-    assert "passed: 8 passed, 0 passed with notes, 0 skipped, 0 failed" in report
+    # schema..bf16, plus the explorer's latent check (the skeleton declares a latent space)
+    assert "PASS  declared" in report and "PASS  latent" in report
+    assert "passed: 10 passed, 0 passed with notes, 0 skipped, 0 failed" in report
     assert "2 passed" in pytest_out  # test_plugin_loads + test_model_conforms[my-gan]
 
 
@@ -123,5 +125,5 @@ def test_plugin_check_is_the_same_as_plugins_check(tiny_plugin_file, capsys):
     assert "PASS  load     folder plugin 'tinyplugin' 0.0.1: plugin API 1, 1 model" in via_plugin
     body = lambda out: out.splitlines()[2:]  # noqa: E731 - the same model checks and verdict
     assert body(via_plugin) == body(via_plugins)
-    assert via_plugin.strip().endswith("passed: 8 passed, 0 passed with notes, 0 skipped, "
+    assert via_plugin.strip().endswith("passed: 9 passed, 0 passed with notes, 0 skipped, "
                                        "0 failed")

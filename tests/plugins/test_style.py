@@ -182,7 +182,12 @@ def test_hub_cache_is_used_and_its_absence_explained(tmp_path):
         vgg.find_weights(None)
     msg = str(e.value)
     assert "vgg19-dcbb9e9d.pth" in msg and str(vgg.hub_weights_path().parent) in msg
-    assert "--vgg-weights" in msg
+    assert "setting vgg_weights" in msg and "--" not in msg  # either face words its own
+    assert e.value.file == "vgg19-dcbb9e9d.pth" and e.value.folder == vgg.hub_weights_path().parent
+    status = vgg.weights_status(None)
+    assert not status.found and status.downloadable and status.problem == msg
+    missing = vgg.weights_status(tmp_path / "absent.pth")
+    assert not missing.found and not missing.downloadable and "not found" in missing.problem
     vgg.hub_weights_path().parent.mkdir(parents=True)
     torch.save(vgg.random_vgg_state("relu1_1"), vgg.hub_weights_path())
     assert vgg.find_weights(None) == vgg.hub_weights_path()
@@ -415,25 +420,57 @@ def test_fast_training_through_the_engine_then_apply(tmp_path, pictures, vgg_fil
     engine.prepare()
     assert engine.fixed_noise.shape == (6, 3, 32, 32)  # fixed content pictures, not 64
     assert engine.run_loop().reason == "completed"
-    net, config, step = fast.load_style_net(tmp_path / "run")
-    assert step == 4 and config["width"] == 8
-    written, ms = fast.apply_to_paths(net, [data], tmp_path / "out", size=24)
+    from ganstudio.core.feedforward import apply_to_paths, apply_to_tensor, load_feedforward
+    spec, model, step = load_feedforward(tmp_path / "run", pm)
+    assert spec.kind == "feedforward" and step == 4 and model.config["width"] == 8
+    written, ms = apply_to_paths(model, [data], tmp_path / "out", size=24)
     assert len(written) == 6 and ms > 0
     assert (tmp_path / "out" / "sub" / "wide.png").is_file()
     with Image.open(tmp_path / "out" / "sub" / "wide.png") as img:
         assert img.size == (24, 14)
-    single, _ = fast.apply_to_paths(net, [data / "sub" / "wide.jpg"], tmp_path / "one.jpg")
+    # the declared surface (sample on pictures in [-1, 1]) is the network itself
+    picture = load_image(data / "sub" / "wide.jpg")
+    assert torch.allclose(apply_to_tensor(model, picture),
+                          fast.stylize_tensor(model.generator_module(), picture), atol=1e-6)
+    single, _ = apply_to_paths(model, [data / "sub" / "wide.jpg"], tmp_path / "one.jpg")
     with Image.open(single[0]) as img:
         assert single[0].name == "one.jpg" and img.size == (50, 30)
-    with pytest.raises(UserError, match="not a trained fast-style"):
-        bad = tmp_path / "bad"
-        Engine(pm.get_model("style-transfer"), bad, overrides=dict(
-            content=str(pictures["content"]), style=str(pictures["style"]), size=16,
-            vgg_weights=str(vgg_file), **SMALL_LAYERS),
-            settings=EngineSettings(total_steps=1, device="cpu")).prepare()
-        fast.load_style_net(bad)
+    bad = tmp_path / "bad"
+    Engine(pm.get_model("style-transfer"), bad, overrides=dict(
+        content=str(pictures["content"]), style=str(pictures["style"]), size=16,
+        vgg_weights=str(vgg_file), **SMALL_LAYERS),
+        settings=EngineSettings(total_steps=1, device="cpu")).prepare()
+    with pytest.raises(UserError, match="not a trained feed-forward network"):
+        load_feedforward(bad, pm)
     with pytest.raises(UserError, match="input not found"):
-        fast.apply_to_paths(net, [tmp_path / "nothing.png"], tmp_path / "o")
+        apply_to_paths(model, [tmp_path / "nothing.png"], tmp_path / "o")
+
+
+def test_fast_network_exports_to_onnx_checked_against_torch(tmp_path):
+    from ganstudio_style.export import export_module
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    net = fast.TransformerNet(4, 1).eval()
+    report = export_module(net, tmp_path / "style.onnx")
+    assert report.path.is_file() and report.max_abs_diff < 1e-3
+    # checked on sides that are not multiples of 4, where the network pads
+    assert report.checked_shapes and all(s[-1] % 4 and s[-2] % 4 for s in report.checked_shapes)
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    assert [o.name for o in session.get_outputs()] == ["output"]
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    x = torch.rand(3, 3, 21, 37)
+    got = session.run(None, {"input": x.numpy()})[0]
+    assert got.shape == (3, 3, 21, 37)
+    assert np.abs(got - net(x).clamp(0, 1).detach().numpy()).max() < 1e-3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["style.onnx"]
+
+    class SizeBranch(torch.nn.Module):  # a branch on the size: the trace keeps one side only
+        def forward(self, x):
+            return x * 0.5 if x.shape[-1] == 50 else x
+    with pytest.raises(UserError, match="differs from torch"):
+        export_module(SizeBranch(), tmp_path / "wrong.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["style.onnx"]  # nothing else kept
 
 
 def test_engine_autocast_does_not_change_the_job(pictures, vgg_file):

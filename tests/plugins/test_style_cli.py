@@ -139,3 +139,32 @@ def test_console_script_exit_code(files, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: VGG-19 ImageNet weights are needed")
     assert "Traceback" not in proc.stderr
+
+
+def test_ganstudio_reaches_the_style_plugin_only_through_declared_doors():
+    """No module of ``ganstudio`` names the style plugin's model ids or fetches the plugin's
+    module; the studio never imports the command line (the old cycle cli -> gui ->
+    style panel -> cli is gone)."""
+    import ast
+    import ganstudio
+    from ganstudio_style.fast import MODEL_ID as FAST_ID
+    from ganstudio_style.gatys import MODEL_ID
+    package = Path(ganstudio.__file__).resolve().parent
+    named, gui_to_cli = [], []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        named += [f"{path.relative_to(package)} names {i}" for i in (MODEL_ID, FAST_ID)
+                  if i in text]
+        for back_door in ("style_tools", "cli_stylize", "load_style_net", "result_image",
+                          ".evaluations"):
+            if back_door in text:
+                named.append(f"{path.relative_to(package)} uses {back_door}")
+        if path.parent.name == "gui":
+            for node in ast.walk(ast.parse(text)):
+                mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                        [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                gui_to_cli += [f"{path.name} imports {m}" for m in mods
+                               if m == "ganstudio.cli" or m.startswith("ganstudio.cli.")]
+    assert MODEL_ID == "style-transfer" and FAST_ID == "fast-style"  # the scan looks for these
+    assert named == [] and gui_to_cli == []
+    assert not (package / "gui" / "style_panel.py").exists()

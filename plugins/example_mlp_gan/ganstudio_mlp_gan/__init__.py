@@ -14,16 +14,13 @@ ordinary third-party package: it is found only through its entry point.
 from __future__ import annotations
 
 import ganstudio
-from ganstudio.core.model import GAN, ModelSpec
+from ganstudio.core.model import GAN, LatentSpace, ModelSpec
 
 from .model import MLPGAN, schema
 
 __version__ = "1.0.0"
 #: The plugin API this plugin is written for; GAN Studio refuses a mismatch with a clear message.
 GANSTUDIO_PLUGIN_API = 1
-
-#: Smaller networks for the conformance kit (``ganstudio plugins --check mlp_gan``).
-GANSTUDIO_TEST_SETTINGS = {"mlp-gan": {"g_width": 16, "d_width": 16}}
 
 
 @ganstudio.hookimpl
@@ -37,4 +34,9 @@ def ganstudio_register_models():
         help=("The original GAN with fully connected generator and discriminator. Learns "
               "small, centred images (e.g. 28 px grayscale digits); blurry beyond 32 px."),
         version=__version__,
+        # what the studio and the engine may rely on (see plugins/PLUGINS.md)
+        latent=LatentSpace(100, "gaussian", setting="latent_dim"),
+        learning_rates={"lr_g": "g", "lr_d": "d"},
+        test_settings={"g_width": 16, "d_width": 16},   # small networks for the kit
+        capabilities=frozenset({"onnx", "ddp", "finetune"}),
     )]

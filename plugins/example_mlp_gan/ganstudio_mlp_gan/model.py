@@ -134,3 +134,15 @@ class MLPGAN(GANModel):
 
     def generator_module(self) -> torch.nn.Module:
         return self.G
+
+    # Declared capabilities (ModelSpec.learning_rates names these optimizers).
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def trained_networks(self) -> dict[str, nn.Module]:
+        return {"g": self.G, "d": self.D}
+
+    def load_weights(self, state: dict) -> None:
+        """Start from another run's networks (capability ``finetune``)."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])

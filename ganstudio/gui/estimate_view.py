@@ -36,6 +36,7 @@ class EstimateBox(QWidget):
     """The estimate's line and, for a long run, buttons for the faster choices."""
 
     chosen = Signal(dict)     # the settings (and "steps") of the choice clicked
+    shown = Signal()          # the text or the choices changed (the height may have)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -54,6 +55,7 @@ class EstimateBox(QWidget):
         self.setVisible(True)
         if not self.label.text():
             self.label.setText("Measuring how long this run takes on this device…")
+        self.shown.emit()
 
     def clear(self) -> None:
         self.label.setText("")
@@ -73,6 +75,7 @@ class EstimateBox(QWidget):
         self.label.setText(text)
         self._set_choices(alternatives if long else [], labels)
         self.setVisible(True)
+        self.shown.emit()
 
     def _set_choices(self, alternatives: list[Any], labels) -> None:
         for b in self.choices:

@@ -96,6 +96,7 @@ class ModelPanel(QWidget):
         # side scrolls, so on a 700 px screen every control stays reachable and the
         # settings get the height the Run group does not need.
         self.estimate_box = EstimateBox()
+        self.estimate_box.shown.connect(self.fit_run)
         bottom = QWidget()
         bottom_lay = QVBoxLayout(bottom)
         bottom_lay.setContentsMargins(0, 0, 0, 0)
@@ -103,6 +104,8 @@ class ModelPanel(QWidget):
         bottom_lay.addWidget(run_box)
         bottom_lay.addWidget(self.estimate_box)
         bottom_lay.addStretch(1)
+        # never squeezed below its rows (the scroll area scrolls instead)
+        run_box.setMinimumHeight(run_box.sizeHint().height())
         self.run_holder = QScrollArea()
         self.run_holder.setObjectName("runScroll")
         self.run_holder.setWidgetResizable(True)
@@ -120,17 +123,43 @@ class ModelPanel(QWidget):
         self.split.setChildrenCollapsible(False)
         self.split.setStretchFactor(0, 1)
         self.split.setStretchFactor(1, 0)
+        self.split_dragged = False
+        self.split.splitterMoved.connect(lambda *_a: setattr(self, "split_dragged", True))
 
         lay = QVBoxLayout(self)
         lay.addWidget(self.combo)
         lay.addWidget(self.plugin_note)
         lay.addWidget(self.split, 1)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self._share_height()
+
+    def fit_run(self) -> None:
+        """The Run side's content is never squeezed below what its rows and the wrapped
+        estimate need at this width (the scroll area scrolls instead)."""
+        bottom = self.run_holder.widget()
+        lay = bottom.layout()
+        width = self.run_holder.viewport().width()
+        need = (lay.totalHeightForWidth(width) if lay.hasHeightForWidth()
+                else lay.totalSizeHint().height())
+        bottom.setMinimumHeight(max(need, lay.totalSizeHint().height()))
+
+    def _share_height(self) -> None:
+        """The Run group gets the height it needs, at most half; the settings the rest
+        (until the user drags the splitter)."""
+        self.fit_run()
+        total = self.split.height()
+        if total <= 0 or self.split_dragged:
+            return
+        run = min(self.run_holder.widget().sizeHint().height(), total // 2)
+        self.split.setSizes([total - run, run])
+
     def scroll_to(self, widget: QWidget) -> None:
         """Bring ``widget`` (a setting's editor or a Run control) into view."""
         for holder in (self.form_holder, self.run_holder):
             if holder.widget() is not None and holder.widget().isAncestorOf(widget):
-                holder.ensureWidgetVisible(widget)
+                holder.ensureWidgetVisible(widget, 4, 8)
 
     # -- models ------------------------------------------------------------------------------
     def set_models(self, specs: list[Any], failed: list[tuple[str, str]] = ()) -> None:

@@ -40,7 +40,7 @@ from .run_viewer import RunViewer
 from .status import StatusLabels
 from .tasks import Tasks
 from .theme import apply_theme, current_theme, icon
-from .training import TrainingController, gui_wording  # noqa: F401 - public name
+from .training import TrainingController
 from .widgets import InfoBar
 
 

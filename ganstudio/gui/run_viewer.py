@@ -104,15 +104,18 @@ class RunViewer(QObject):
             self.prefill(run_dir, info)
         except UserError as e:
             win.show_error(str(e))
-        dataset = info.get("dataset") or {}
+        dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
         folder = dataset.get("folder")
-        if isinstance(dataset, dict) and "resolution" in dataset and "channels" in dataset:
+        if folder and Path(folder).is_dir():
+            win.scan_dataset()  # counts and thumbnails of the run's own folder, read again
+            return
+        if "resolution" in dataset and "channels" in dataset:
             from ganstudio.core.data import DatasetReport
             try:
                 win.dataset_panel.set_report(DatasetReport.from_dict(dataset))
             except (KeyError, TypeError, ValueError):
                 pass
-        if folder and not Path(folder).is_dir():
+        if folder:  # (this also clears the thumbnails of the folder shown before)
             win.dataset_panel.set_error(f"This run trained on {folder}, which is gone.")
 
     def prefill(self, run_dir: str | Path, info: dict | None = None,

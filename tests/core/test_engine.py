@@ -135,6 +135,27 @@ def test_logged_metrics_are_means_since_the_last_point(tmp_path):
     assert [(r["step"], r["step_value"]) for r in rows] == [(4, 2.5), (8, 6.5), (12, 10.5)]
 
 
+class SometimesModel(CountingModel):
+    """Adds 'penalty' (10 x the step) on every third step only, as a lazy regulariser does."""
+
+    def train_step(self, real):
+        out = super().train_step(real)
+        if self.n % 3 == 0:
+            out["penalty"] = out["step_value"] * 10
+        return out
+
+
+def test_a_value_returned_on_some_steps_is_the_mean_of_those_steps(tmp_path):
+    spec = ModelSpec("sometimes", "Sometimes", GAN, COUNTING.schema, SometimesModel,
+                     plugin="test")
+    engine = Engine(spec, tmp_path / "run", images=tiny_images(),
+                    settings=settings(total_steps=12, log_every_steps=6))
+    assert isinstance(engine.run_loop(), ev.Finished)
+    rows = [json.loads(line) for line in engine.run.metrics_path.read_text().splitlines()]
+    assert [(r["step"], r["penalty"], r["step_value"]) for r in rows] == \
+        [(6, 45.0, 3.5), (12, 105.0, 9.5)]         # (30 + 60) / 2, (90 + 120) / 2
+
+
 def test_no_host_sync_per_step(tmp_path, monkeypatch):
     """Values reach the host only when a point is logged: one transfer per point."""
     transfers = []

@@ -15,15 +15,19 @@ from tests.gui.conftest import make_images, train_tiny_run
 
 # -- kinds -------------------------------------------------------------------------------------
 class OtherKindsPlugin:
-    """An image-to-image job: a kind the Model list must not offer."""
+    """A feed-forward network trained on a folder (like fast style) and an image-to-image
+    job: kinds the Model list must not offer."""
     GANSTUDIO_PLUGIN_API = 1
 
     @ganstudio.hookimpl
     def ganstudio_register_models(self):
-        from ganstudio.core.config import Field
-        from ganstudio.core.model import IMAGE_TO_IMAGE, ModelSpec
+        from ganstudio.core.config import Field, common_gan_fields
+        from ganstudio.core.model import FEEDFORWARD, IMAGE_TO_IMAGE, ModelSpec
         schema = [Field("size", "int", 16, "Size.", min=8)]
-        return [ModelSpec(id="one-image", name="One image job", kind=IMAGE_TO_IMAGE,
+        folder = common_gan_fields(resolution=16, resolutions=(16,), batch_size=4)
+        return [ModelSpec(id="quick-net", name="Quick network", kind=FEEDFORWARD,
+                          schema=folder, factory=object, help="A feed-forward network."),
+                ModelSpec(id="one-image", name="One image job", kind=IMAGE_TO_IMAGE,
                           schema=schema, factory=object, help="An image-to-image job.")]
 
 
@@ -32,11 +36,11 @@ def test_model_list_holds_only_gans_trained_on_a_folder(qtbot, make_window):
     from tests.gui.conftest import _fake_plugin
     pm = PluginManager(load_entry_points=False, load_folder=False,
                        extra=[("tinyplugin", _fake_plugin()), ("others", OtherKindsPlugin())])
-    assert {m.id for m in pm.models()} == {"tiny", "one-image"}
-    w = make_window(pm=pm, model="one-image", set=[])
+    assert {m.id for m in pm.models()} == {"tiny", "quick-net", "one-image"}
+    w = make_window(pm=pm, model="quick-net", set=[])
     assert [s.id for s in w.model_panel.specs] == ["tiny"]
     assert w.model_panel.current_spec().id == "tiny"
-    assert w.info_bar.level == "error" and "'one-image' is not a GAN" in \
+    assert w.info_bar.level == "error" and "'quick-net' is not a GAN" in \
         w.info_bar.label.text()
 
 
@@ -142,7 +146,8 @@ def test_opening_a_run_shows_that_run_and_nothing_of_the_previous(
     rows, _ = RunFolder(run_b).read_metrics(0)
     assert list(w.chart.series["loss_g"].xs) == [r["step"] for r in rows]
     assert w.dataset_panel.folder == str(other)
-    assert "<b>9</b> images" in w.dataset_panel.info.text()
+    qtbot.waitUntil(lambda: "<b>9</b> images" in w.dataset_panel.info.text(), timeout=10_000)
+    assert w.dataset_panel.thumbs.count() == 9
     assert w.model_panel.config()["lr"] == 0.05
     assert w.model_panel.steps.value() == 8
     assert w.samples.frame_steps() == [0, 4, 8]

@@ -101,7 +101,8 @@ class Engine:
         self.failures = Failures(self)
         self.monitors = MonitorRunner(self)
         self._prepared = False
-        self._acc: dict[str, torch.Tensor] = {}
+        self._acc: dict[str, torch.Tensor] = {}   # sums on the device ...
+        self._counts: dict[str, int] = {}          # ... and how many steps gave each value
         self._n_acc = 0
         self._imgs_since = 0
         self._schedule: Schedule | None = None
@@ -225,7 +226,9 @@ class Engine:
         if self._n_acc == 0:
             return True
         names = list(self._acc)
-        stacked = torch.stack([self._acc[k] for k in names]) / self._n_acc if names else None
+        # a value returned only on some steps (a penalty every 4th) is the mean of those
+        stacked = (torch.stack([self._acc[k] / self._counts[k] for k in names])
+                   if names else None)
         if self.ranks is not None and stacked is not None:
             stacked = self.ranks.average(stacked)  # the mean over every rank: one all-reduce
         means = stacked.tolist() if stacked is not None else []
@@ -245,7 +248,7 @@ class Engine:
             raise DiskError(f"could not write {self.run.metrics_path}: "
                             f"{describe_os_error(e)}; the run stopped") from e
         self.emit(ev.Metrics(self.step, self.elapsed, values, ips, self.settings.total_steps))
-        self._acc, self._n_acc, self._imgs_since = {}, 0, 0
+        self._acc, self._counts, self._n_acc, self._imgs_since = {}, {}, 0, 0
         self._schedule.logged(t)
         return finite
 
@@ -321,7 +324,7 @@ class Engine:
             factor = c.rollback or 0.5
             c.set(rollback=None)
             self.failures.rollback(factor)
-            self._acc, self._n_acc = {}, 0
+            self._acc, self._counts, self._n_acc = {}, {}, 0
         if c.paused:
             self.flush_metrics()
             paused_at = time.perf_counter()
@@ -371,6 +374,7 @@ class Engine:
         for k, v in out.items():
             v = v.detach().float()
             self._acc[k] = self._acc[k] + v if k in self._acc else v
+            self._counts[k] = self._counts.get(k, 0) + 1
         self._n_acc += 1
         self.step += 1
         self.images_seen += n * self.rank_info.world_size   # the batch size is per rank

@@ -307,7 +307,7 @@ class Ranks:
 
     def lost_contact(self, error: BaseException, when: str = "") -> DistributedError:
         """The error a rank reports when a collective failed because a peer is gone."""
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = _first_sentence(str(error))
         return DistributedError(
             f"{self.info.label} lost contact with the other ranks{' ' + when if when else ''} "
             f"(one of them stopped, failed or was killed): {type(error).__name__}: {first}")
@@ -360,6 +360,16 @@ def _sync_buffers_each_forward() -> dict[str, bool]:
     params = inspect.signature(DDP.__init__).parameters
     return {"forward_sync_buffers": True} if "forward_sync_buffers" in params else {
         "broadcast_buffers": True}
+
+
+def _first_sentence(text: str) -> str:
+    """The gist of a backend error: its first line, without a source location such as
+    ``[.../gloo/transport/tcp/pair.cc:545]``, up to its first sentence."""
+    import re
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = re.sub(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\]\s*", "", line)
+    end = line.find(". ")
+    return (line[:end] if end > 0 else line).rstrip(". ")
 
 
 def check_capability(spec: Any, info: RankInfo) -> None:

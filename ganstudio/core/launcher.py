@@ -38,8 +38,14 @@ class RankFailure:
     signal_name: str = ""     # "SIGKILL" when killed by a signal
     host: str = ""
 
+    @property
+    def stopped_by_launcher(self) -> bool:
+        """SIGTERM: how the launcher stops the other ranks once one has failed."""
+        return self.signal_name == "SIGTERM"
+
     def describe(self) -> str:
-        how = (f"was killed by {self.signal_name}" if self.signal_name
+        how = ("was stopped (SIGTERM)" if self.stopped_by_launcher else
+               f"was killed by {self.signal_name}" if self.signal_name
                else f"exited with code {self.exitcode}")
         where = f" on {self.host}" if self.host else ""
         return f"rank {self.rank} (pid {self.pid}{where}) {how}"
@@ -132,6 +138,8 @@ def launch(train_args: Sequence[str], *, nproc_per_node: str | int, run_dir: str
                 pid=int(getattr(failure, "pid", -1)), exitcode=int(failure.exitcode),
                 signal_name=_signal_name(int(failure.exitcode)),
                 host=str(getattr(failure, "hostname", "") or "")))
+        # the cause first: the ranks the launcher stopped with SIGTERM come after
+        failures.sort(key=lambda f: (f.stopped_by_launcher, f.rank))
         _log_failures(run, failures, nproc)
         code = 1
         if any(f.exitcode == 2 for f in failures) and not any(f.signal_name for f in failures):

@@ -461,8 +461,7 @@ class MainWindow(QMainWindow):
             return
         self.stop_watching()
         self.panel_host.shutdown()
-        self.tasks.cancel_all()
-        self.tasks.wait_all()
+        self.tasks.close()
         if not self.probe:
             save_window(self)
         event.accept()

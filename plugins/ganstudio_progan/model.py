@@ -363,8 +363,9 @@ class MSGGAN(_WGANBase):
             reals.append(downscale2x(reals[-1]))
         reals.reverse()  # 4x4 first, like the generator's outputs
         z = torch.randn(x.shape[0], self.latent_dim, device=self.device)
-        fakes = self.G.forward_all(z)
-        out = self._wgan_step(reals, fakes, self.D)
+        G, D = self.network("g"), self.network("d")  # DDP wrappers in a distributed run
+        fakes = G(z, all_scales=True)
+        out = self._wgan_step(reals, fakes, D)
         self.images_shown += x.shape[0]
         return out
 

@@ -89,9 +89,13 @@ class Generator(nn.Module):
         return pixel_norm(lrelu(conv2(x)))
 
     def forward(self, z: torch.Tensor, level: int | None = None,
-                alpha: float | None = None) -> torch.Tensor:
+                alpha: float | None = None, all_scales: bool = False) -> torch.Tensor:
         """Images for latents ``z``; in eval mode (the averaged copy that samples and
-        exports use) clamped to [-1, 1], as every generator module promises."""
+        exports use) clamped to [-1, 1], as every generator module promises.
+        ``all_scales``: :meth:`forward_all` (MSG-GAN), reached through ``forward`` so
+        that a distributed run's DDP wrapper sees it."""
+        if all_scales:
+            return self.forward_all(z)
         img = self._synthesis(z, level, alpha)
         return img if self.training else img.clamp(-1.0, 1.0)
 

@@ -308,3 +308,16 @@ def test_ddp_check_passes_a_wrapped_model_and_catches_a_direct_call(plugins_dir)
     bad = check_ddp("lin_direct", steps=3)
     assert not bad.ok and bad.max_difference > 0
     assert "self.network(name)" in bad.detail
+
+
+def test_a_lost_peer_is_said_in_one_short_sentence():
+    ranks = dist.Ranks(dist.RankInfo(0, 2, 0, 2), torch.device("cpu"))
+    err = RuntimeError("[/src/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+                       "[127.0.0.1]:48344: Connection reset by peer. This is typically caused "
+                       "by a remote worker hanging. Good luck!\nmore")
+    assert dist.is_collective_failure(err)
+    message = str(ranks.lost_contact(err, "during step 7"))
+    assert message == ("rank 0 lost contact with the other ranks during step 7 (one of them "
+                       "stopped, failed or was killed): RuntimeError: Read error "
+                       "[127.0.0.1]:48344: Connection reset by peer")
+    assert not dist.is_collective_failure(ValueError("bad shape"))

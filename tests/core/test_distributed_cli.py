@@ -130,6 +130,7 @@ def test_kill_9_of_one_rank_ends_the_run_and_it_resumes(tmp_path, image_folder):
     assert took < 60, took
     log = events.read_text()
     assert f"launcher: rank 1 (pid {pid}) was killed by SIGKILL" in log, log
+    assert "every rank was stopped after rank 1 ended" in log       # the cause, not rank 0
     assert "the run can be resumed" in log
     assert f"rank 1 (pid {pid}) was killed by SIGKILL" in output
     assert "to continue: ganstudio train --resume --nproc-per-node 2" in output

@@ -113,7 +113,7 @@ EXPLORE_PLUGIN_SOURCE = textwrap.dedent('''
         common = dict(kind=GAN, schema=schema(), factory=ExploreGAN, version=__version__,
                       help="Test-only model for the explorer.")
         return [
-            ModelSpec(id="explgan", name="Explore test GAN", latent=LatentSpace(32, "gaussian"),
+            ModelSpec(id="explgan", name="Explore test GAN", latent=LatentSpace(32, "gaussian", setting="latent_dim"),
                       capabilities=frozenset({"d_features", "onnx"}), **common),
             ModelSpec(id="explgan-uniform", name="Explore test GAN (uniform)",
                       latent=LatentSpace(32, "uniform"), capabilities=frozenset({"onnx"}),
@@ -148,16 +148,18 @@ def write_plugin_file(plugins_dir: Path) -> Path:
 
 
 def train_run(run_dir: Path, data: Path, pm, *, model: str = "explgan", steps: int = 60,
-              checkpoint_every: int = 0, keep: int = 3, resolution: int = 8) -> Path:
+              checkpoint_every: int = 0, keep: int = 3, resolution: int = 8,
+              **settings) -> Path:
     """A short real training run on ``data`` with checkpoints (every ``checkpoint_every``
     steps when > 0, and at the end)."""
     from ganstudio.core.engine import Engine, EngineSettings
-    settings = EngineSettings(total_steps=steps, device="cpu", precision="fp32",
-                              monitors=False, sample_every_s=0, sample_every_steps=steps,
-                              checkpoint_every_s=0, checkpoint_every_steps=checkpoint_every,
-                              keep_checkpoints=keep, log_every_steps=steps)
+    engine_settings = EngineSettings(total_steps=steps, device="cpu", precision="fp32",
+                                     monitors=False, sample_every_s=0, sample_every_steps=steps,
+                                     checkpoint_every_s=0, checkpoint_every_steps=checkpoint_every,
+                                     keep_checkpoints=keep, log_every_steps=steps)
     engine = Engine(pm.get_model(model), run_dir, data_folder=data,
-                    overrides={"resolution": resolution}, settings=settings)
+                    overrides={"resolution": resolution, **settings},
+                    settings=engine_settings)
     engine.prepare()
     engine.run_loop()
     return Path(run_dir)

@@ -255,14 +255,8 @@ class Explorer:
 
 def latent_dim(spec: ModelSpec, model: Any) -> int:
     """The generator's latent size: the value of the setting the spec's LatentSpace
-    names (when it names one), else the built model's ``latent_dim`` (GANModel's
-    declared attribute), else the spec's ``dim``."""
-    if getattr(spec.latent, "setting", ""):
-        return int(spec.latent.size(getattr(model, "config", None)))
-    dim = getattr(model, "latent_dim", None)
-    if isinstance(dim, int) and dim > 0:
-        return dim
-    return int(spec.latent.dim)
+    names (``setting``) in the built model's config, else the declared ``dim``."""
+    return int(spec.latent.size(getattr(model, "config", None)))
 
 
 def explorer_for(spec: ModelSpec, model: Any, device: str | torch.device = "cpu",

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .run_history import (MAX_METRICS_DEPTH, MAX_METRICS_LINE, parse_metrics_line,  # noqa: F401
+                          set_history_aside)
 from .safe_files import make_dirs, open_append, printable, write_atomic
 
 RUN_FORMAT = 1
@@ -46,14 +48,8 @@ MAX_EVENTS_BYTES = 16 * 1024 * 1024  # events.log read back for warning markers
 #: Entries of a run folder that must never be symbolic links.
 _MEMBERS = ("run.json", "metrics.jsonl", "events.log", "samples", "checkpoints")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-#: A metrics line longer than this is not a metrics row (a real one is ~200 bytes).
-MAX_METRICS_LINE = 64 * 1024
-#: Deepest JSON nesting read from a metrics line (a real row is one flat object).
-MAX_METRICS_DEPTH = 16
 #: Other files written at the top of a run folder (plugins' and the explorer's).
 _ALSO_WRITTEN = frozenset({"metrics.csv", "explore.json", ".lock"})
-#: Names kept in place when a run's history is set aside for a restart.
-_KEPT_ON_RESTART = ("run.json", "events.log", ".lock")
 
 
 class RunError(UserError):
@@ -100,52 +96,6 @@ def validate_run_info(info: Any, where: str = "run.json") -> dict:
             and not isinstance(dataset["folder"], str):
         raise RunError(f"{where}: 'dataset.folder' must be a string")
     return info
-
-
-def _json_depth(line: bytes) -> int:
-    """Deepest bracket nesting of a JSON text (brackets inside strings do not count)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in line:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:      # backslash
-                escaped = True
-            elif byte == 0x22:      # closing quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
-
-
-def parse_metrics_line(line: bytes) -> tuple[dict | None, str]:
-    """One metrics.jsonl line -> (row, "") or (None, why it cannot be read).
-
-    Guarded: an oversized or deeply nested line is refused before the JSON parser
-    sees it (a crafted line of 100,000 brackets would exhaust its recursion)."""
-    if len(line) > MAX_METRICS_LINE:
-        return None, f"too long ({len(line):,} bytes)"
-    if line.count(b"[") + line.count(b"{") > MAX_METRICS_DEPTH \
-            and _json_depth(line) > MAX_METRICS_DEPTH:
-        return None, "nested too deeply"
-    try:
-        row = json.loads(line)
-    except RecursionError:
-        return None, "nested too deeply"
-    except (ValueError, UnicodeDecodeError):
-        return None, "not valid JSON (a line cut short by a crash, or damaged)"
-    if not isinstance(row, dict):
-        return None, "not a JSON object"
-    step = row.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        return None, "no valid 'step'"
-    return row, ""
 
 
 _WARNING_TAG_RE = re.compile(r"^(?P<text>.*) \[(?P<kind>[a-z_]+) at step (?P<step>\d+)\]$")
@@ -515,25 +465,7 @@ class RunFolder:
         wrote) into ``RUN/previous-<date>-<time>/`` with a copy of run.json, so a restart
         loses nothing: that folder is a complete run folder of its own. run.json and
         events.log stay. Returns the new folder, or None when there was nothing to move."""
-        names = []
-        for entry in os.scandir(self.path):
-            if entry.name in _KEPT_ON_RESTART or entry.name.startswith("previous-"):
-                continue
-            names.append(entry.name)
-        if not names:
-            return None
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        dest = self.path / f"previous-{stamp}"
-        n = 1
-        while os.path.lexists(dest):
-            n += 1
-            dest = self.path / f"previous-{stamp}-{n}"
-        make_dirs(dest, within=self.path)
-        if self.info_path.is_file() and not self.info_path.is_symlink():
-            info_text = self.info_path.read_bytes()
-            write_atomic(dest / "run.json", info_text, within=self.path)
-        for name in names:
-            os.rename(self.path / name, dest / name)  # renames the entry; links not followed
+        dest = set_history_aside(self.path)
         self.unreadable_lines, self._read_end, self._tail_checked = [], (0, 0), False
         return dest
 

@@ -82,6 +82,7 @@ class DatasetPanel(QWidget):
         self.last_dir = str(Path(self.folder).parent)
         self.path_edit.setText(self.folder)
         self.path_edit.setToolTip(self.folder)
+        self.set_busy("The images are read once the models have loaded…")
         if emit:
             self.folderChosen.emit(self.folder)
 

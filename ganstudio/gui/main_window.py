@@ -42,7 +42,7 @@ from .status import StatusLabels
 from .settings_memory import SettingsMemory
 from .tasks import Tasks
 from .theme import apply_theme, current_theme, icon
-from .training import TrainingController, gui_wording  # noqa: F401 - public name
+from .training import TrainingController
 from .widgets import InfoBar
 
 
@@ -475,8 +475,7 @@ class MainWindow(QMainWindow):
         self.stop_watching()
         self.panel_host.shutdown()
         self.estimator.stop()
-        self.tasks.cancel_all()
-        self.tasks.wait_all()
+        self.tasks.close()
         if not self.probe:
             save_window(self)
         event.accept()

@@ -73,7 +73,7 @@ class TaskContext:
 class TaskHandle:
     """What :meth:`Tasks.run` returns: cancel the job, ask whether it still runs."""
 
-    def __init__(self, job_id: int, ctx: TaskContext, thread: QThread):
+    def __init__(self, job_id: int, ctx: TaskContext, thread: QThread | None):
         self.job_id = job_id
         self._ctx = ctx
         self._thread = thread
@@ -93,6 +93,8 @@ class TaskHandle:
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Join the job's thread (the callbacks still arrive through the event loop)."""
+        if self._thread is None:  # never started (the studio was closing)
+            return True
         try:
             return self._thread.wait(timeout_ms)
         except RuntimeError:  # the C++ thread object is gone: it ended
@@ -140,6 +142,7 @@ class Tasks(QObject):
         super().__init__(parent)
         self._ids = itertools.count(1)
         self._jobs: dict[int, dict[str, Any]] = {}
+        self.closed = False
 
     def run(self, fn: Callable[[TaskContext], Any], *,
             on_result: Callable[[Any], None] | None = None,
@@ -150,6 +153,11 @@ class Tasks(QObject):
             name: str = "task") -> TaskHandle:
         """Run ``fn(ctx)`` on a new tracked thread; see the module's docstring."""
         job_id = next(self._ids)
+        if self.closed:  # the window is closing: nothing new starts (it could outlive it)
+            handle = TaskHandle(job_id, TaskContext(), None)
+            handle._finished = True
+            handle.cancel()
+            return handle
         thread = track_thread(QThread())
         thread.setObjectName(f"ganstudio-{name}-{job_id}")
         job: _Job | None = None
@@ -217,6 +225,12 @@ class Tasks(QObject):
         entry["thread"].wait(5_000)  # it quits right after emitting finished
         if entry["finished"] is not None:
             entry["finished"]()
+
+    def close(self, timeout_ms: int = 30_000) -> bool:
+        """At window close: start nothing more, ask running jobs to stop, join them."""
+        self.closed = True
+        self.cancel_all()
+        return self.wait_all(timeout_ms)
 
     def cancel_all(self) -> None:
         for entry in list(self._jobs.values()):

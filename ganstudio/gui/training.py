@@ -3,7 +3,6 @@ the worker's events on screen, and resuming a past run on its own data."""
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from .status import SpeedMeter, device_text, step_text
 from .wording import advice, settings_text, with_advice
 
 STATES = ("idle", "preparing", "running", "paused", "stopping")
-
-
-def gui_wording(text: str) -> str:
-    """Older text that names command-line options ("--set lr_d=0.0001") in window words.
-    The engine's own events carry their advice as data, worded by :mod:`.wording`."""
-    return re.sub(r"--set\s+(\w+)=", r"setting \1=", text)
 
 
 def dataset_problem(info: dict) -> str | None:

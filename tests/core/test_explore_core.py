@@ -284,3 +284,11 @@ def test_run_without_checkpoint_and_model_without_latent(tmp_path, image_folder)
         L.load_explorer(nolat, pm, checkpoint="newest")
     with pytest.raises(CheckpointError, match="no checkpoint of step 7"):
         L.load_explorer(nolat, pm, checkpoint=7)
+
+
+def test_latent_size_comes_from_the_setting_the_spec_names(tmp_path, image_folder):
+    pm = es.plugin_manager()
+    run = es.train_run(tmp_path / "run", image_folder, pm, steps=2, latent_dim=12)
+    explorer = L.load_explorer(run, pm)
+    assert explorer.dim == 12 and explorer.seeds([1, 2]).shape == (2, 12)
+    assert explorer.seed_images([1]).shape == (1, 3, 8, 8)

@@ -337,3 +337,23 @@ def test_explorer_files_are_written_without_following_links(tmp_path, monkeypatc
     with pytest.raises(UserError, match="explore.json is a symbolic link"):
         write_state(run.path, state)
     victims.assert_untouched()
+
+
+def test_links_at_set_aside_names_and_the_lock_are_not_followed(pm, tmp_path):
+    """A damaged checkpoint goes aside under a name nothing occupies (a link planted at
+    ``ckpt_N.pt.damaged`` stays as it is); a linked ``.lock`` is refused, not followed."""
+    run_dir = tmp_path / "run"
+    assert isinstance(_train(pm, run_dir, 4), ev.Finished)
+    victims = Victims(tmp_path / "outside")
+    newest = run_dir / "checkpoints" / "ckpt_00000004.pt"
+    newest.write_bytes(newest.read_bytes()[:500])
+    victims.plant(run_dir / "checkpoints" / "ckpt_00000004.pt.damaged")
+    done = _train(pm, run_dir, 6, resume=True)
+    assert isinstance(done, ev.Finished) and done.step == 6
+    assert (run_dir / "checkpoints" / "ckpt_00000004.pt.damaged2").stat().st_size == 500
+    victims.assert_untouched()
+    (run_dir / ".lock").unlink()
+    victims.plant(run_dir / ".lock")
+    with pytest.raises(UserError, match="lock"):
+        _train(pm, run_dir, 8, resume=True)
+    victims.assert_untouched()

@@ -185,3 +185,14 @@ def test_window_close_cancels_running_panel_tasks(qtbot, make_window, tiny_pm):
     assert started.wait(10)
     w.close()  # joins the studio's threads: returns only because the task was cancelled
     assert h.cancel_requested and h.wait(1000)
+
+
+def test_nothing_starts_once_the_window_is_closed(qtbot, make_window, tiny_pm):
+    """A panel's timer may fire after the window closed: its task must not start (a thread
+    left running when the application quits would abort it)."""
+    w = make_window(pm=tiny_pm, model="tiny", set=[])
+    w.close()
+    ran, finished = [], []
+    h = w.studio.run_task(lambda ctx: ran.append(1), on_finished=lambda: finished.append(1))
+    assert not h.running and h.cancel_requested and h.wait(0)
+    assert ran == [] and finished == []

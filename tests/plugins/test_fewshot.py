@@ -261,3 +261,20 @@ def test_speedcheck_reports_images_per_second(tmp_path, capsys):
     (row,) = json.loads(out.read_text())
     assert row["resolution"] == 64 and row["steps"] == 2 and row["img_per_s"] > 0
     assert json.loads(capsys.readouterr().out) == row
+
+
+def test_the_alarm_and_kid_run_on_it(spec, tmp_path):
+    """The engine's monitors use D through discriminate() and the samples for KID."""
+    settings = EngineSettings(total_steps=4, log_every_steps=1, log_every_s=1e9,
+                              sample_every_steps=4, sample_every_s=1e9, checkpoint_every_s=0,
+                              n_samples=4, monitors=True, alarm_every_steps=2,
+                              quality_every_steps=4, quality_samples=16,
+                              quality_features="random", device="cpu", precision="fp32")
+    eng = Engine(spec, tmp_path / "run", overrides=TINY, settings=settings,
+                 images=kit.tiny_images(40, 3, 64, seed=4))
+    eng.prepare()
+    assert eng.run_loop().__class__.__name__ == "Finished"
+    rows = _metrics(tmp_path / "run")
+    keys = set().union(*rows)
+    assert {"d_auc", "diversity", "kid"} <= keys, keys
+    assert "failed" not in (tmp_path / "run" / "events.log").read_text()

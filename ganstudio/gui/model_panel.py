@@ -112,10 +112,6 @@ class ModelPanel(QWidget):
         self.run_holder.setFrameShape(QScrollArea.NoFrame)
         self.run_holder.setWidget(bottom)
         self.run_holder.setMinimumHeight(60)
-        # as wide as the Run group needs: no sideways scrolling to reach a control
-        self.run_holder.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.run_holder.setMinimumWidth(bottom.minimumSizeHint().width()
-                                        + self.run_holder.verticalScrollBar().sizeHint().width())
         self.split = QSplitter(Qt.Vertical)
         self.split.setObjectName("modelSplit")
         self.split.addWidget(self.form_holder)

@@ -2,9 +2,9 @@
 
 Before a run starts, :func:`estimate_run` builds the model with the run's
 settings on the chosen device and precision, times a few real training steps
-on random images of the run's shape (the first step, which allocates and
-warms caches, is not counted), times one render of the sample grid, and
-scales to the run's step budget. :func:`faster_alternatives` measures the
+on random images of the run's shape (the first steps, which allocate and
+warm caches, are not counted; the median step sets the pace), times one
+render of the sample grid, and scales to the run's step budget. :func:`faster_alternatives` measures the
 same for lighter settings the model declares (``ModelSpec.quick_settings``)
 and for fewer steps, so a face can offer a run that finishes in reasonable
 time on this machine. Returns data only; the CLI and the studio word it.
@@ -12,6 +12,7 @@ time on this machine. Returns data only; the CLI and the studio word it.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -61,11 +62,13 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(spec: ModelSpec, overrides: dict[str, Any] | None, steps: int, *,
-            device: str = "auto", precision: str = "auto", timed_steps: int = 3,
+            device: str = "auto", precision: str = "auto", timed_steps: int = 5,
+            warmup_steps: int = 2,
             max_seconds: float = 20.0, n_samples: int = 64,
             cancelled: Callable[[], bool] | None = None) -> RunEstimate:
-    """Time ``timed_steps`` training steps (after one warm-up step) of ``spec`` with
-    ``overrides`` and return the estimate for ``steps`` steps. Stops timing early
+    """Time ``timed_steps`` training steps (after ``warmup_steps``, which run slower while
+    caches fill) of ``spec`` with ``overrides`` and return the estimate for ``steps``
+    steps, from the median step. Stops timing early
     once ``max_seconds`` have been spent (at least one timed step is always made)."""
     config = resolve_config(spec.schema, overrides or {})
     shape = _step_shape(spec, config)
@@ -91,20 +94,23 @@ def measure(spec: ModelSpec, overrides: dict[str, Any] | None, steps: int, *,
                 model.train_step(real)
             return want
 
-        one_step()  # warm-up: allocation, algorithm choice, lazy initialisation
+        for _ in range(max(1, warmup_steps)):  # allocation, algorithm choice, lazy init
+            one_step()
         _sync(dev)
-        spent, done, images_seen = 0.0, 0, 0
-        while done < max(1, timed_steps):
+        spent, images_seen, times = 0.0, 0, []
+        while len(times) < max(1, timed_steps):
             if cancelled is not None and cancelled():
                 break
             t0 = time.perf_counter()
             images_seen += one_step()
             _sync(dev)
-            spent += time.perf_counter() - t0
-            done += 1
+            times.append(time.perf_counter() - t0)
+            spent += times[-1]
             if spent >= max_seconds:
                 break
-        per_step = spent / max(done, 1)
+        # The median step: on a shared machine one step slowed by another process must
+        # not set the pace of the whole run.
+        per_step = statistics.median(times) if times else 0.0
         sample_s = 0.0
         if spec.kind == GAN:  # the engine renders a grid of samples for GANs
             z = model.make_latents(n_samples)

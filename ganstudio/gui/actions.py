@@ -107,9 +107,22 @@ class WindowActions:
             v.addAction(a)
             self.theme_actions[name] = a
         h = menu.addMenu("&Help")
+        curves = QAction("Reading the curves", win)
+        curves.setObjectName("helpCurves")
+        self.curves_help = None
+        curves.triggered.connect(self.show_curves_help)
+        h.addAction(curves)
+        self.curves_action = curves
         about = QAction("Keyboard shortcuts", win)
         about.triggered.connect(self.show_shortcuts)
         h.addAction(about)
+
+    def show_curves_help(self) -> None:
+        from .metric_help import CurvesHelp
+        if self.curves_help is None:
+            self.curves_help = CurvesHelp(self.win)
+        self.curves_help.show()
+        self.curves_help.raise_()
 
     def show_shortcuts(self) -> None:
         box = QMessageBox(QMessageBox.Information, "Keyboard shortcuts", shortcuts_html(),

@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from .metric_help import metric_tooltip
 from .theme import CHART_COLOURS, SERIES_COLOURS, WARNING_COLOURS, current_theme
 
 #: Values that describe the model's state rather than its losses: they go to the
@@ -181,6 +182,7 @@ class MetricsChart(QWidget):
         if s.visible:
             self.plot.addItem(item)
         entry = QListWidgetItem(name)
+        entry.setToolTip(metric_tooltip(name))
         entry.setFlags(entry.flags() | Qt.ItemIsUserCheckable)
         entry.setCheckState(Qt.Checked if s.visible else Qt.Unchecked)
         entry.setForeground(pg.mkColor(colour))

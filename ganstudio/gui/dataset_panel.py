@@ -1,6 +1,7 @@
 """The dataset panel: choose a folder (dialog or drag and drop), see what will be trained on."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ THUMBS = 32
 class DatasetPanel(QWidget):
     folderChosen = Signal(str)
     demoRequested = Signal()
+    scanned = Signal(object)      # the DatasetReport of a finished scan
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -33,6 +35,7 @@ class DatasetPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.choose)
         row.addWidget(self.demo)
+        self.report = None
         self.info = QLabel("No folder chosen. Drop a folder of images here.")
         self.info.setObjectName("datasetInfo")
         self.info.setWordWrap(True)
@@ -126,6 +129,7 @@ class DatasetPanel(QWidget):
         def done(result):
             if token == self._scan_token:
                 self.set_report(*result)
+                self.scanned.emit(result[0])
 
         def failed(msg, _tb):
             if token == self._scan_token:
@@ -134,6 +138,10 @@ class DatasetPanel(QWidget):
         tasks.run(work, on_result=done, on_error=failed, name="scan")
 
     # -- showing -----------------------------------------------------------------------------
+    def add_note(self, text: str) -> None:
+        """A sentence after the summary (e.g. a setting chosen from the images)."""
+        self.info.setText(self.info.text() + " " + html.escape(text))
+
     def set_busy(self, text: str) -> None:
         self.info.setText(text)
 
@@ -149,9 +157,19 @@ class DatasetPanel(QWidget):
         skipped = "none skipped" if not n_skip else (
             f"<b>{n_skip:,}</b> file{'s' if n_skip != 1 else ''} skipped (listed below)")
         src = " Read from the cache." if getattr(report, "from_cache", False) else ""
+        n_other = int(getattr(report, "other_files", 0) or 0)
+        other = ""
+        if n_other:
+            what = "files that are not images" if n_other != 1 else "file that is not an image"
+            names = ", ".join(report.other_examples[:3]) + (", …" if n_other > 3 else "")
+            other = f" {n_other:,} {what} left out" + (f" ({html.escape(names)})"
+                                                      if report.other_examples else "") + "."
+        grey = (" All images are greyscale." if getattr(report, "grayscale", None)
+                and report.channels != 1 else "")
         self.info.setText(f"<b>{report.used:,}</b> images, trained at "
                           f"<b>{report.resolution}×{report.resolution}</b> px in {colour}; "
-                          f"{skipped}.{src}")
+                          f"{skipped}.{other}{grey}{src}")
+        self.report = report
         if thumbs is not None:
             self.thumbs.clear()
             for arr in thumbs[:THUMBS]:

@@ -72,9 +72,10 @@ def export_timelapse(run_dir: str | Path, path: str | Path, fps: float = 8.0,
 
 
 def export_samples(run_dir: str | Path, plugin_manager: Any, n: int, folder: str | Path,
-                   seed: int | None = None) -> list[Path]:
-    """``n`` new samples from the run's latest checkpoint, one PNG each."""
-    from ganstudio.core.images import tensor_to_pils
+                   seed: int | None = None, size: OutputSize = OutputSize(),
+                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """``n`` new samples from the run's latest checkpoint, one PNG each, at ``size``."""
+    from ganstudio.core.images import to_uint8
     from ganstudio.core.inference import generate, load_trained
     if n < 1:
         raise UserError("the number of samples must be at least 1")
@@ -83,11 +84,12 @@ def export_samples(run_dir: str | Path, plugin_manager: Any, n: int, folder: str
         raise UserError(f"run {run_dir} is a '{spec.id}' job; it has no generator to sample")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    arrays = to_uint8(generate(model, n, seed)).cpu().permute(0, 2, 3, 1).numpy()
     out = []
-    for i, img in enumerate(tensor_to_pils(generate(model, n, seed))):
-        p = folder / f"sample_{i:05d}.png"
-        img.save(p)
-        out.append(p)
+    for i, arr in enumerate(arrays):
+        out.append(write_png(arr, folder / f"sample_{i:05d}.png", size))
+        if progress is not None:
+            progress(i + 1, n)
     return out
 
 

@@ -46,12 +46,19 @@ class ExportController(QObject):
             self.failed.emit("Choose where to save the export.")
             return
         self.settings.setValue("export_dir", str(Path(path).parent))
-        self.export(dlg.kind(), run_dir, path, dlg.count.value())
+        self.export(dlg.kind(), run_dir, path, dlg.count.value(), dlg.output.values())
 
-    def export(self, kind: str, run_dir: str | Path, path: str | Path, n: int = 64) -> None:
-        """Run one export in the background; ``done`` carries the written path."""
+    def export(self, kind: str, run_dir: str | Path, path: str | Path, n: int = 64,
+               options: dict[str, Any] | None = None) -> None:
+        """Run one export in the background; ``done`` carries the written path.
+
+        ``options``: ``size`` (an OutputSize), and for a time-lapse ``fps`` and
+        ``seconds`` (None: one frame per grid)."""
+        from ganstudio.core.media import OutputSize
         from . import export as ex
         run_dir, pm = Path(run_dir), self.plugin_manager()
+        opts = dict(options or {})
+        size = opts.get("size") or OutputSize()
         if kind == "grid":
             img = self.samples.current_image()
             if img is None:
@@ -59,13 +66,18 @@ class ExportController(QObject):
                 return
             array = (self.samples.current_array if self.samples.current_array is not None
                      else qimage_to_array(img))
-            work = lambda: ex.export_grid(array, path)  # noqa: E731
+            work = lambda ctx: ex.export_grid(array, path, size)  # noqa: E731
         elif kind == "samples":
-            work = lambda: ex.export_samples(run_dir, pm, n, path)[0].parent  # noqa: E731
+            work = lambda ctx: ex.export_samples(  # noqa: E731
+                run_dir, pm, n, path, size=size,
+                progress=lambda d, t: ctx.progress(d / t, f"{d}/{t}"))[0].parent
         elif kind == "timelapse":
-            work = lambda: ex.export_timelapse(run_dir, path)  # noqa: E731
+            work = lambda ctx: ex.export_timelapse(  # noqa: E731
+                run_dir, path, float(opts.get("fps", 8.0)), seconds=opts.get("seconds"),
+                size=size, progress=lambda d, t: ctx.progress(d / t, f"frame {d}/{t}"),
+                cancelled=ctx.cancelled)
         elif kind == "generator":
-            work = lambda: ex.export_generator(run_dir, pm, path)  # noqa: E731
+            work = lambda ctx: ex.export_generator(run_dir, pm, path)  # noqa: E731
         else:
             raise ValueError(kind)
         self.say("Exporting…", 0)
@@ -75,12 +87,18 @@ class ExportController(QObject):
             self.busy -= 1
 
         def ok(result):
+            if result is None:    # cancelled: nothing was written
+                self.say("Export cancelled", 5000)
+                return
             self.say(f"Exported to {result}", 8000)
             self.done.emit(str(result))
+
+        def progress(fraction: float, text: str) -> None:
+            self.say(f"Exporting… {fraction:.0%} ({text})", 0)
 
         def failed(msg, _tb):
             self.say("", 0)  # the "Exporting…" message must not outlive the export
             self.failed.emit(f"Export failed: {msg}")
 
-        self.tasks.run(lambda _ctx: work(), on_result=ok, on_error=failed, on_finished=finished,
-                       name="export")
+        self.tasks.run(work, on_result=ok, on_error=failed, on_finished=finished,
+                       on_progress=progress, name="export")

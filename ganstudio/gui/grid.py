@@ -141,9 +141,14 @@ class GridView(QWidget):
 
 
 class EnlargeDialog(QDialog):
-    """One sample at full size (scaled up with nearest neighbour so pixels show)."""
+    """One sample at full size (scaled up with nearest neighbour so pixels show), with a
+    Save button that writes it at the size chosen."""
+
+    saved = Signal(str)
 
     def __init__(self, image: QImage, title: str, parent: QWidget | None = None):
+        from PySide6.QtWidgets import QPushButton
+        from .export_options import OutputOptions
         super().__init__(parent)
         self.setWindowTitle(title)
         self.image = image
@@ -154,9 +159,42 @@ class EnlargeDialog(QDialog):
             image.width() * factor, image.height() * factor, Qt.KeepAspectRatio,
             Qt.FastTransformation)))
         info = QLabel(f"{image.width()} × {image.height()} px, shown ×{factor}")
+        self.output = OutputOptions()
+        self.output.set_kind("sample")
+        self.save_button = QPushButton("Save…")
+        self.save_button.setObjectName("saveSample")
+        self.save_button.clicked.connect(self._ask_save)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.output, 1)
+        row.addWidget(self.save_button)
         lay = QVBoxLayout(self)
         lay.addWidget(self.label)
         lay.addWidget(info)
+        lay.addLayout(row)
+        lay.addWidget(self.message)
+
+    def save_to(self, path: str | Path) -> Path | None:
+        """Write the sample as PNG at the chosen size; says where (or why not)."""
+        from ganstudio.core.errors import UserError
+        from ganstudio.core.media import write_png
+        try:
+            written = write_png(qimage_to_array(self.image), path, self.output.output_size())
+        except UserError as e:
+            self.message.setText(f"<span style='color:#e5484d'>Not saved: {e}</span>")
+            return None
+        self.message.setText(f"Saved to {written}")
+        self.saved.emit(str(written))
+        return written
+
+    def _ask_save(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+        name = self.windowTitle().lower().replace(" ", "-") + ".png"
+        path, _ = QFileDialog.getSaveFileName(self, "Save the sample",
+                                              str(Path.home() / name), "PNG image (*.png)")
+        if path:
+            self.save_to(path)
 
 
 class SamplePanel(QWidget):

@@ -27,6 +27,7 @@ from ganstudio.core.runs import RunFolder
 from .actions import SHORTCUTS, WindowActions, shortcuts_html  # noqa: F401 - public names
 from .dataset_panel import DatasetPanel
 from .demo import DEMO_SETTINGS, DEMO_STEPS, DemoSettings  # noqa: F401 - public names
+from .estimate_view import RunEstimator
 from .export_controller import ExportController
 from .grid import SamplePanel
 from .model_panel import ModelPanel
@@ -38,6 +39,7 @@ from .resources import demo_dataset_dir
 from .run_browser import RunBrowser
 from .run_viewer import RunViewer
 from .status import StatusLabels
+from .settings_memory import SettingsMemory
 from .tasks import Tasks
 from .theme import apply_theme, current_theme, icon
 from .training import TrainingController
@@ -85,6 +87,11 @@ class MainWindow(QMainWindow):
         self.viewer = RunViewer(self)
         self.viewer.runOpened.connect(self.runOpened)
         self.demo = DemoSettings(self.model_panel, self.say, lambda: bool(self.options.steps))
+        self.estimator = RunEstimator(self.model_panel, self.model_panel.estimate_box,
+                                      self.tasks, idle=lambda: self.trainer.state == "idle")
+        self.trainer.stateChanged.connect(
+            lambda st: self.estimator.cancel() if st != "idle" else None)
+        self.memory = SettingsMemory(self.settings, self.model_panel)
         self.exporter = ExportController(self, self.tasks, self.settings, self.samples,
                                          current_run=lambda: self.run_dir,
                                          plugin_manager=lambda: self.pm, say=self.say)
@@ -256,6 +263,7 @@ class MainWindow(QMainWindow):
         self.studio.runs_changed.connect(self._on_runs_changed)
         self.tabs.currentChanged.connect(self._on_tab)
         self.dataset_panel.folderChosen.connect(self._on_folder)
+        self.dataset_panel.scanned.connect(self._on_scanned)
         self.dataset_panel.demoRequested.connect(self.use_demo_dataset)
         self.model_panel.modelChanged.connect(lambda _id: self.update_actions())
 
@@ -379,6 +387,11 @@ class MainWindow(QMainWindow):
         self.scan_dataset()
         self.update_actions()
 
+    def _on_scanned(self, report) -> None:
+        note = self.model_panel.fit_channels(report)
+        if note:
+            self.dataset_panel.add_note(note)
+
     def scan_dataset(self) -> None:
         """Read the chosen folder in the background at the model's resolution (it also
         fills the dataset cache, so pressing Start afterwards is a file read)."""
@@ -461,6 +474,7 @@ class MainWindow(QMainWindow):
             return
         self.stop_watching()
         self.panel_host.shutdown()
+        self.estimator.stop()
         self.tasks.close()
         if not self.probe:
             save_window(self)

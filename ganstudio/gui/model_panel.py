@@ -5,8 +5,12 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel,
-                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout,
+                               QWidget)
 
+from ganstudio.core.errors import ConfigError
+
+from .estimate_view import EstimateBox
 from .forms import SettingsForm, guard_wheel
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,7 +52,8 @@ class ModelPanel(QWidget):
         self.form_holder = QScrollArea()
         self.form_holder.setWidgetResizable(True)
         self.form_holder.setFrameShape(QScrollArea.NoFrame)
-        self.form_holder.setMinimumHeight(110)  # a few settings rows, and a 768 px screen
+        self.form_holder.setObjectName("settingsScroll")
+        self.form_holder.setMinimumHeight(100)  # a few settings rows
 
         run_box = QGroupBox("Run")
         run_form = QFormLayout(run_box)
@@ -87,13 +92,74 @@ class ModelPanel(QWidget):
         guard_wheel(self.combo, self.steps, self.device, self.precision, self.sample_every,
                     self.checkpoint_every)
 
+        # The settings and the Run group share the dock's height through a splitter; each
+        # side scrolls, so on a 700 px screen every control stays reachable and the
+        # settings get the height the Run group does not need.
+        self.estimate_box = EstimateBox()
+        self.estimate_box.shown.connect(self.fit_run)
+        bottom = QWidget()
+        bottom_lay = QVBoxLayout(bottom)
+        bottom_lay.setContentsMargins(0, 0, 0, 0)
+        bottom_lay.addWidget(self.reset)
+        bottom_lay.addWidget(run_box)
+        bottom_lay.addWidget(self.estimate_box)
+        bottom_lay.addStretch(1)
+        # never squeezed below its rows (the scroll area scrolls instead)
+        run_box.setMinimumHeight(run_box.sizeHint().height())
+        self.run_holder = QScrollArea()
+        self.run_holder.setObjectName("runScroll")
+        self.run_holder.setWidgetResizable(True)
+        self.run_holder.setFrameShape(QScrollArea.NoFrame)
+        self.run_holder.setWidget(bottom)
+        self.run_holder.setMinimumHeight(60)
+        # as wide as the Run group needs: no sideways scrolling to reach a control
+        self.run_holder.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.run_holder.setMinimumWidth(bottom.minimumSizeHint().width()
+                                        + self.run_holder.verticalScrollBar().sizeHint().width())
+        self.split = QSplitter(Qt.Vertical)
+        self.split.setObjectName("modelSplit")
+        self.split.addWidget(self.form_holder)
+        self.split.addWidget(self.run_holder)
+        self.split.setChildrenCollapsible(False)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 0)
+        self.split_dragged = False
+        self.split.splitterMoved.connect(lambda *_a: setattr(self, "split_dragged", True))
+
         lay = QVBoxLayout(self)
         lay.addWidget(self.combo)
-        lay.addWidget(self.help)
         lay.addWidget(self.plugin_note)
-        lay.addWidget(self.form_holder, 1)
-        lay.addWidget(self.reset)
-        lay.addWidget(run_box)
+        lay.addWidget(self.split, 1)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self._share_height()
+
+    def fit_run(self) -> None:
+        """The Run side's content is never squeezed below what its rows and the wrapped
+        estimate need at this width (the scroll area scrolls instead)."""
+        bottom = self.run_holder.widget()
+        lay = bottom.layout()
+        width = self.run_holder.viewport().width()
+        need = (lay.totalHeightForWidth(width) if lay.hasHeightForWidth()
+                else lay.totalSizeHint().height())
+        bottom.setMinimumHeight(max(need, lay.totalSizeHint().height()))
+
+    def _share_height(self) -> None:
+        """The Run group gets the height it needs, at most half; the settings the rest
+        (until the user drags the splitter)."""
+        self.fit_run()
+        total = self.split.height()
+        if total <= 0 or self.split_dragged:
+            return
+        run = min(self.run_holder.widget().sizeHint().height(), total // 2)
+        self.split.setSizes([total - run, run])
+
+    def scroll_to(self, widget: QWidget) -> None:
+        """Bring ``widget`` (a setting's editor or a Run control) into view."""
+        for holder in (self.form_holder, self.run_holder):
+            if holder.widget() is not None and holder.widget().isAncestorOf(widget):
+                holder.ensureWidgetVisible(widget, 4, 8)
 
     # -- models ------------------------------------------------------------------------------
     def set_models(self, specs: list[Any], failed: list[tuple[str, str]] = ()) -> None:
@@ -128,10 +194,20 @@ class ModelPanel(QWidget):
         if not (0 <= index < len(self.specs)):
             return
         spec = self.specs[index]
-        self.help.setText(spec.help)
         self.form = SettingsForm(spec.schema)
         self.form.setObjectName("settingsForm")
-        self.form_holder.setWidget(self.form)
+        # The model's help scrolls with its settings: on a short screen it must not take
+        # the settings' rows away.
+        self.help = QLabel(spec.help)
+        self.help.setWordWrap(True)
+        self.help.setObjectName("modelHelp")
+        holder = QWidget()
+        holder_lay = QVBoxLayout(holder)
+        holder_lay.setContentsMargins(0, 0, 0, 0)
+        holder_lay.addWidget(self.help)
+        holder_lay.addWidget(self.form)
+        holder_lay.addStretch(1)
+        self.form_holder.setWidget(holder)
         self.reset.setEnabled(True)
         self.modelChanged.emit(spec.id)
 
@@ -170,6 +246,26 @@ class ModelPanel(QWidget):
                 "sample_every_s": float(self.sample_every.value()),
                 "checkpoint_every_s": float(self.checkpoint_every.value()),
                 "on_nan": "pause"}
+
+    def fit_channels(self, report) -> str | None:
+        """A greyscale folder trains in 1 channel when the model has a channels setting
+        still at its default (the user did not choose one); returns what to say."""
+        spec, form = self.current_spec(), self.form
+        f = spec.field("channels") if spec is not None else None
+        if not getattr(report, "grayscale", None) or f is None or form is None \
+                or "channels" not in form.editors:
+            return None
+        try:
+            now = form.values().get("channels")
+        except ConfigError:
+            return None
+        if now == 1:
+            return "The model trains them in 1 channel."
+        if now == f.default and 1 in (f.choices or [1]):
+            form.set_values({"channels": 1})
+            return ("Channels set to 1 for them (set it back to 3 in the Model panel to "
+                    "train in colour).")
+        return None
 
     def set_device(self, name: str) -> None:
         i = self.device.findText(name)

@@ -112,6 +112,9 @@ class ExportDialog(QDialog):
         self.fmt = QComboBox()
         form.addRow("Samples", self.count)
         form.addRow("Format", self.fmt)
+        from .export_options import OutputOptions
+        self.output = OutputOptions()
+        form.addRow(self.output)
         self.path = QLineEdit()
         self.path.setMinimumWidth(320)
         self.path.textEdited.connect(self._on_path_edited)
@@ -136,6 +139,7 @@ class ExportDialog(QDialog):
     def _update(self) -> None:
         kind = self.kind()
         self.count.setEnabled(kind == "samples")
+        self.output.set_kind(kind)
         self.fmt.blockSignals(True)
         self.fmt.clear()
         self.fmt.addItems({"grid": [".png"], "samples": ["folder"], "timelapse": [".gif", ".mp4"],

@@ -175,7 +175,6 @@ NAMES_A_MODEL = {
     "ganstudio/bench/runner.py": "the benchmark compares the classic PyTorch DCGAN example "
                                  "with the engine on the same DCGAN, by design",
     "ganstudio/bench/profile_step.py": "profiles that same DCGAN step",
-    "ganstudio/gui/smoke.py": "a manual GUI smoke script's default --model",
 }
 
 

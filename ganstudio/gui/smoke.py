@@ -23,7 +23,8 @@ from pathlib import Path
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="studio smoke run with a GUI stall heartbeat")
     p.add_argument("--data", required=True)
-    p.add_argument("--model", default="dcgan")
+    p.add_argument("--model", default=None,
+                   help="model id (default: the model the studio selects on its own)")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--run", default=None)

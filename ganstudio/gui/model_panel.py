@@ -57,6 +57,7 @@ class ModelPanel(QWidget):
 
         run_box = QGroupBox("Run")
         run_form = QFormLayout(run_box)
+        run_form.setRowWrapPolicy(QFormLayout.WrapLongRows)   # a narrow dock: label above
         self.steps = QSpinBox()
         self.steps.setObjectName("totalSteps")
         self.steps.setRange(1, 100_000_000)

@@ -203,3 +203,27 @@ def test_plugin_new_with_a_file_as_dir(tmp_path, capsys):
     afile.write_text("x")
     code, _, err = run_cli(capsys, "plugin", "new", "my-gan", "--dir", str(afile))
     assert_user_error(code, err, f"--dir {afile} is a file, not a folder")
+
+
+def test_resume_names_a_missing_run_and_refuses_a_target_already_passed(tmp_path, capsys):
+    from ganstudio.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "nope"), "--resume", "--steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "no run.json" in err
+    run = tmp_path / "r"
+    data = tmp_path / "d"
+    data.mkdir()
+    from PIL import Image
+    for i in range(4):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200 - 30 * i)).save(data / f"{i}.png")
+    assert main(["train", "--model", "dcgan", "--data", str(data), "--out", str(run),
+                 "--steps", "3", "--device", "cpu", "--quiet", "--no-estimate",
+                 "--set", "resolution=32", "--set", "batch_size=2",
+                 "--set", "g_features=4", "--set", "d_features=4"]) == 0
+    capsys.readouterr()
+    info_before = (run / "run.json").read_bytes()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "2", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "already at step 3" in err and "--steps" in err
+    assert (run / "run.json").read_bytes() == info_before

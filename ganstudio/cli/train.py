@@ -129,6 +129,9 @@ def run_training(req: TrainRequest) -> int:
         elif req.init_from:    # fine-tuning: the source run's model
             from ganstudio.core.finetune import split_reference
             model_id = RunFolder(split_reference(req.init_from)[0]).read_info()["model_id"]
+        elif req.resume or req.restart:
+            raise UserError(f"nothing to resume: {shown(run.path)} holds no run (no run.json); "
+                            "give --model and --data to start one there")
         else:
             raise UserError("--model is required (see 'ganstudio plugins' for the installed models)")
     spec = pm.get_model(model_id)
@@ -152,6 +155,14 @@ def run_training(req: TrainRequest) -> int:
         total = int(run.read_info().get("total_steps", 10_000)) if run.exists() else 10_000
     if total < 1:
         raise UserError(f"--steps must be at least 1, got {total}")
+    if req.resume and req.steps is not None and run.exists():
+        from ganstudio.core.checkpoints import NAME_RE, list_checkpoints
+        done = max((int(NAME_RE.match(c.name).group(1))
+                    for c in list_checkpoints(run.checkpoints_dir)), default=None)
+        if done is not None and total <= done:
+            raise UserError(f"{shown(run.path)} is already at step {done}; --steps is the "
+                            f"total to reach, so give more than {done} "
+                            f"(e.g. --steps {done + 1000})")
     # ranks other than 0 of a distributed run print only their errors; rank 0 reports
     follower = not rank_info().is_writer
     progress = ConsoleProgress(quiet=req.quiet)

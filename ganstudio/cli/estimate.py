@@ -55,16 +55,24 @@ def print_estimate(spec: Any, config: dict[str, Any], steps: int, *, device: str
     remaining = steps - start_step
     if remaining <= 0:
         return None
+    # An estimate never stops a run: whatever goes wrong while measuring (out of memory,
+    # a plugin error) happens again in the run itself, which reports it with its advice.
     try:
         est = measure(spec, config, remaining, device=device, precision=precision)
     except UserError:
+        return None
+    except Exception:  # noqa: BLE001
+        print("no time estimate: measuring a few steps failed", file=out, flush=True)
         return None
     alts: list[Any] = []
     if est.total_seconds > long_s and start_step == 0:
         # Only what the user asked for goes into the options; the measured config holds
         # every default too.
-        alts = faster_alternatives(spec, config, steps, long_s, device=device,
-                                   precision=precision, measured=est)
+        try:
+            alts = faster_alternatives(spec, config, steps, long_s, device=device,
+                                       precision=precision, measured=est)
+        except Exception:  # noqa: BLE001 - the options are a nicety; the run goes on
+            alts = []
     for line in estimate_lines(est, alts, long_s=long_s):
         print(line, file=out, flush=True)
     return est

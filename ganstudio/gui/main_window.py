@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, Q
 from ganstudio.core.config import parse_set_args
 from ganstudio.core.errors import ConfigError, UserError
 from ganstudio.core.runs import RunFolder
+from ganstudio.core.units import format_duration
 
 from .actions import SHORTCUTS, WindowActions, shortcuts_html  # noqa: F401 - public names
 from .dataset_panel import DatasetPanel
@@ -91,6 +92,8 @@ class MainWindow(QMainWindow):
                                       self.tasks, idle=lambda: self.trainer.state == "idle")
         self.trainer.stateChanged.connect(
             lambda st: self.estimator.cancel() if st != "idle" else None)
+        # the estimate also shows in the status bar, in view whatever the dock's scrolling
+        self.estimator.estimated.connect(self._show_estimate_in_status)
         self.memory = SettingsMemory(self.settings, self.model_panel)
         self.exporter = ExportController(self, self.tasks, self.settings, self.samples,
                                          current_run=lambda: self.run_dir,
@@ -187,6 +190,11 @@ class MainWindow(QMainWindow):
         bar = self.info_bar
         if bar.isVisibleTo(self) and bar.level == "error" and kind in (None, bar.kind):
             bar.dismiss()
+
+    def _show_estimate_in_status(self, estimate, _alternatives) -> None:
+        if self.trainer.state == "idle":
+            self.status_labels["eta"].setText(
+                f"Estimate {format_duration(estimate.total_seconds)} on {estimate.device}")
 
     def show_status(self, text: str, level: str = "info") -> None:
         """For panels: info in the status bar, warnings and errors in the message strip."""

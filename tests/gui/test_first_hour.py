@@ -83,6 +83,9 @@ def test_estimate_before_start_and_faster_choices(qtbot, make_window):
     assert first.steps == 400 and first.total_seconds > 0
     text = w.model_panel.estimate_box.label.text()
     assert f"about {format_duration(first.total_seconds)}</b> for 400 steps" in text
+    # and in the status bar, in view whatever the settings dock scrolls to
+    assert w.status_labels["eta"].text() == \
+        f"Estimate {format_duration(first.total_seconds)} on {first.device}"
     # a long run (here: longer than a third of this one) gets one-click faster choices
     # (measured again each time: on a shared machine two measurements can differ a lot)
     last, alts = first, []

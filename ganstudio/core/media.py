@@ -170,6 +170,12 @@ class VideoWriter:
 
     def __enter__(self) -> "VideoWriter":
         import imageio.v2 as imageio
+        # Create the temporary file first: a folder that cannot take it is said with the
+        # real reason, before a video library opens (and later complains about) anything.
+        try:
+            os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from None
         try:
             if self.suffix == ".gif":
                 self._writer = imageio.get_writer(self.tmp, mode="I", loop=0,
@@ -179,6 +185,7 @@ class VideoWriter:
                                                   quality=8, macro_block_size=1,
                                                   pixelformat="yuv420p")
         except (ImportError, RuntimeError, OSError, ValueError) as e:
+            _remove(self.tmp)
             hint = " (MP4 needs the imageio-ffmpeg package)" if self.suffix == ".mp4" else ""
             raise UserError(f"cannot write {self.path.name}: {e}{hint}") from None
         return self

@@ -37,6 +37,10 @@ def check_writable(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")
+    blocker = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(f"cannot write {path}: {blocker} is a file, not a folder "
+                        "(Not a directory)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

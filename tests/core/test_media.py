@@ -120,3 +120,23 @@ def test_spread_holds_frames_when_there_are_few():
     assert spread([1, 2, 3], 6) == [1, 1, 2, 2, 3, 3]
     assert spread(list(range(10)), 4) == [0, 3, 6, 9]
     assert spread([], 3) == []
+
+
+def test_an_unwritable_video_target_is_one_clear_error_and_no_noise_later(tmp_path, capfd):
+    import gc
+
+    import numpy as np
+    import pytest
+
+    from ganstudio.core.errors import UserError
+    from ganstudio.core.media import VideoWriter
+
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    for name in ("x.gif", "x.mp4"):
+        with pytest.raises(UserError) as info:
+            with VideoWriter(blocker / name, fps=4) as video:
+                video.append(np.zeros((8, 8, 3), np.uint8))
+        assert "Not a directory" in str(info.value) and ".tmp" not in str(info.value)
+    gc.collect()
+    assert "Exception ignored" not in capfd.readouterr().err

@@ -177,6 +177,11 @@ def run_training(req: TrainRequest) -> int:
     preparing = CountProgress("preparing images", quiet=req.quiet or follower)
     engine.prepare(progress=preparing)
     preparing.finish()
+    if engine.init_record is not None and not follower:
+        rec = engine.init_record
+        print(f"fine-tuning: starting from the networks of {shown(rec['run'])} at step "
+              f"{rec['step']} ({rec['checkpoint']}); optimizers and step start afresh",
+              file=sys.stderr)
     if engine.history_moved_to is not None:
         print(f"started over; the earlier history is in {shown(engine.history_moved_to)}",
               file=sys.stderr)

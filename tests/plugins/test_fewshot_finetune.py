@@ -45,6 +45,7 @@ def test_finetune_starts_from_the_source_grid_with_freezed(source, tmp_path, cap
                  "--set", "freeze_d=2", *FAST])
     _out, err = capsys.readouterr()
     assert code == 0, err
+    assert f"fine-tuning: starting from the networks of {source} at step 2" in err
     assert np.array_equal(_grid(new, 0), _grid(source, 2))
     info = json.loads((new / "run.json").read_text())
     assert info["model_id"] == "fewshot"                    # taken from the source run

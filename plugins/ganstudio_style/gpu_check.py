@@ -37,13 +37,6 @@ from .vgg import find_weights, random_vgg_state
 
 
 def _default_pictures(out: Path) -> tuple[Path, Path]:
-    try:
-        import sklearn
-        images = Path(sklearn.__file__).parent / "datasets" / "images"
-        if (images / "china.jpg").is_file() and (images / "flower.jpg").is_file():
-            return images / "china.jpg", images / "flower.jpg"
-    except ImportError:
-        pass
     yy, xx = np.mgrid[0:768, 0:1024]
     content = np.stack([xx / 4, yy / 3, (xx + yy) / 7], -1).astype(np.uint8)
     style = ((np.sin(xx / 9.0) * np.cos(yy / 13.0) + 1) * 120).astype(np.uint8)

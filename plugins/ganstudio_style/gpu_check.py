@@ -6,8 +6,7 @@ Runs, through the engine exactly as ``ganstudio stylize`` does:
 2. 1024 px, coarse-to-fine (512 -> 1024), 300 iterations;
 3. a fast-style network applied to a 1024 px picture (milliseconds per image).
 
-Pictures: ``--content`` / ``--style`` (default: scikit-learn's bundled
-photographs china.jpg and flower.jpg when installed, else generated patterns).
+Pictures: ``--content`` / ``--style`` (default: generated patterns).
 Weights: ``--vgg-weights`` or torchvision's cached file; when neither exists a
 random VGG-19 is used (timings are the same; the pictures are not artistic).
 Writes the images and a JSON summary to ``--out``. ``peak_gpu_gib`` is each

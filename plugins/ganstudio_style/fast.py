@@ -12,22 +12,17 @@ images, so the grid shows how they are stylized as training goes on.
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganstudio.core.checkpoints import load_latest
-from ganstudio.core.config import Field, resolve_config
-from ganstudio.core.errors import CheckpointError, UserError
+from ganstudio.core.config import Field
+from ganstudio.core.errors import UserError
 from ganstudio.core.model import GANModel
-from ganstudio.core.runs import RunFolder
 
-from .imaging import list_images, load_image, parse_numbers, save_image
+from .imaging import load_image, parse_numbers
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .vgg import LAYER_INDEX, load_vgg
 
@@ -217,85 +212,7 @@ class FastStyleModel(GANModel):
 
 
 # -- applying a trained network ------------------------------------------------------------------
-def load_style_net(run_dir: str | os.PathLike, device: torch.device | str = "cpu",
-                   warn: Callable[[Path, str], None] | None = None
-                   ) -> tuple[TransformerNet, dict, int]:
-    """(network, config, step) from the newest valid checkpoint of a fast-style run."""
-    run = RunFolder(run_dir)
-    info = run.read_info()
-    if info.get("model_id") != MODEL_ID:
-        raise UserError(f"{run.path} is a '{info.get('model_id')}' run, not a trained "
-                        f"{MODEL_ID} network")
-    loaded = load_latest(run.checkpoints_dir, map_location="cpu", on_skip=warn)
-    if loaded is None:
-        raise CheckpointError(f"no usable checkpoint in {run.checkpoints_dir}")
-    path, state = loaded
-    config = resolve_config(schema(), base=state.get("config") or info["config"])
-    net = TransformerNet(int(config["width"]), int(config["res_blocks"]))
-    try:
-        net.load_state_dict(state["model"]["net"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} does not hold a {MODEL_ID} network: "
-                              f"{str(e).splitlines()[0]}") from None
-    return net.to(device).eval(), config, int(state.get("step", 0))
-
-
-@torch.no_grad()
 def stylize_tensor(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] -> stylized (1, 3, H, W) in [0, 1]."""
     device = next(net.parameters()).device
     return net(image.to(device)).float().clamp(0, 1)
-
-
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path | None]]:
-    """Files and folders -> [(image file, folder it came from or None)]; UserError if none."""
-    found: list[tuple[Path, Path | None]] = []
-    for item in inputs:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            files = list_images(p)
-            if not files:
-                raise UserError(f"no images found in folder {p}")
-            found += [(f, p) for f in files]
-        elif p.is_file():
-            found.append((p, None))
-        else:
-            raise UserError(f"input not found: {p}")
-    return found
-
-
-def apply_to_paths(net: TransformerNet, inputs: Iterable[str | os.PathLike],
-                   out: str | os.PathLike, size: int | None = None,
-                   progress: Callable[[int, int, Path], None] | None = None,
-                   as_folder: bool = False) -> tuple[list[Path], float]:
-    """Stylize files / folders. One input file and ``out`` with an image suffix: write that
-    file; otherwise (or with ``as_folder``) ``out`` is a folder (sub-folders of input
-    folders are mirrored).
-    Returns the written paths and the mean milliseconds per image (network only)."""
-    items = expand_inputs(inputs)
-    out = Path(out).expanduser()
-    single = (not as_folder and len(items) == 1 and items[0][1] is None
-              and out.suffix != "")
-    if not single and out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder (several images need a folder)")
-    device = next(net.parameters()).device
-    stylize_tensor(net, torch.zeros(1, 3, 16, 16))  # warm-up: one-time set-up is not timed
-    written, net_seconds = [], 0.0
-    for i, (path, root) in enumerate(items):
-        image = load_image(path, size, "input")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        result = stylize_tensor(net, image)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        net_seconds += time.perf_counter() - t0
-        if single:
-            target = out
-        else:
-            rel = path.relative_to(root) if root is not None else Path(path.name)
-            target = (out / rel).with_suffix(".png")
-        written.append(save_image(result, target))
-        if progress is not None:
-            progress(i + 1, len(items), target)
-    return written, 1000.0 * net_seconds / max(1, len(items))

@@ -25,6 +25,7 @@ from ganstudio.core.errors import ConfigError, UserError
 from ganstudio.core.runs import RunFolder
 from ganstudio.core.units import format_duration
 
+from . import collector
 from .actions import SHORTCUTS, WindowActions, shortcuts_html  # noqa: F401 - public names
 from .dataset_panel import DatasetPanel
 from .demo import DEMO_SETTINGS, DEMO_STEPS, DemoSettings  # noqa: F401 - public names
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
     def __init__(self, options: StudioOptions | None = None, settings: QSettings | None = None,
                  *, lazy_chart: bool = False):
         super().__init__()
+        collector.install()  # reference cycles (widgets among them) freed in this thread only
         self.options = options or StudioOptions()
         self.settings = settings if settings is not None else QSettings("GAN Studio", "studio")
         self.setWindowTitle("GAN Studio")

@@ -2,6 +2,7 @@
 and a guard that fails any test which leaves a studio thread running."""
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -23,6 +24,19 @@ def _isolated_studio(tmp_path_factory, monkeypatch):
     QSettings.setDefaultFormat(QSettings.IniFormat)
     QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(base / "settings"))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _cycles_freed_in_the_gui_thread(qapp):
+    """As in the studio: reference cycles are freed by the GUI thread's collector only
+    (a widget freed by a background thread's collection corrupts Qt). After the test,
+    what it left is collected here, and Python's own collector is back for other tests."""
+    from ganstudio.gui.collector import install
+    collector = install(qapp)
+    yield
+    qapp.processEvents()
+    gc.collect()
+    collector.stop()
 
 
 @pytest.fixture(autouse=True)

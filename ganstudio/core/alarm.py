@@ -18,9 +18,9 @@ Every few seconds the engine asks :class:`BalanceAlarm` to look at the model:
    no memorisation; ADA's overfitting heuristic, Karras et al., 2020).
 
 A warning fires after ``patience`` consecutive bad checks, once, and re-arms
-when the signal recovers. Models expose D through an optional
-``discriminate(images) -> logits`` method; without it only diversity is
-watched.
+when the signal recovers. D's logits come from the model's
+``discriminate(images)`` when its spec declares capability ``d_logits``
+(the caller passes it in); without it only diversity is watched.
 
 Each warning carries advice as data (:func:`advise`): the next setting worth
 changing that this run has not tried yet - its current (effective) value
@@ -163,8 +163,10 @@ class BalanceAlarm:
         return False
 
     @torch.no_grad()
-    def check(self, model: Any, latents: torch.Tensor, step: int
+    def check(self, model: Any, latents: torch.Tensor, step: int,
+              discriminate: Callable[[torch.Tensor], torch.Tensor] | None = None
               ) -> tuple[dict[str, float], list[AlarmWarning]]:
+        """Sample from ``model`` and judge; ``discriminate``: D's logits, or None."""
         s = self.settings
         fake = model.sample(latents[: s.n_images]).float()
         values: dict[str, float] = {}
@@ -184,7 +186,6 @@ class BalanceAlarm:
                 f"samples look alike (mode collapse): the fixed-noise samples are only "
                 f"{_pct(ratio)} as varied as your images"), "collapse"))
 
-        discriminate: Callable | None = getattr(model, "discriminate", None)
         if discriminate is not None:
             real_logits = discriminate(self.real).float()
             fake_logits = discriminate(fake).float()
@@ -243,7 +244,8 @@ class EngineMonitors:
             self._random = RandomFeatures(self.device)
         return self._random
 
-    def check_alarm(self, model: Any, latents: torch.Tensor, step: int
+    def check_alarm(self, model: Any, latents: torch.Tensor, step: int,
+                    discriminate: Callable[[torch.Tensor], torch.Tensor] | None = None
                     ) -> tuple[dict[str, float], list[AlarmWarning]]:
         if self.alarm is None:
             held = None
@@ -257,7 +259,7 @@ class EngineMonitors:
                 self._latents = model.make_latents(n, g)
             else:
                 self._latents = latents[:n]
-        return self.alarm.check(model, self._latents, step)
+        return self.alarm.check(model, self._latents, step, discriminate)
 
     @torch.no_grad()
     def measure_quality(self, model: Any) -> dict[str, float]:

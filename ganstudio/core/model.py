@@ -58,9 +58,11 @@ class LatentSpace:
 #: ``capturable``: ``train_step`` is free of host syncs and data-dependent
 #: control flow, so it may be captured as a CUDA graph.
 #: ``d_features``: the model implements ``discriminator_features(x)``.
+#: ``d_logits``: the model implements ``discriminate(x)`` (D's logits), which
+#: the balance alarm uses to tell whether D wins or memorises.
 #: ``finetune``: ``load_weights(state)`` starts a new run from another run's
 #: networks (no optimizer state, no counters).
-CAPABILITIES = ("onnx", "ddp", "capturable", "d_features", "finetune")
+CAPABILITIES = ("onnx", "ddp", "capturable", "d_features", "d_logits", "finetune")
 
 
 @dataclass
@@ -243,6 +245,11 @@ class GANModel:
         if wrapped and name in wrapped:
             return wrapped[name]
         return self.trained_networks()[name]
+
+    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        """Capability ``d_logits``: the discriminator's logits (N,) for images in
+        [-1, 1] (positive = judged real), without training anything."""
+        raise NotImplementedError
 
     def discriminator_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Capability ``d_features``: intermediate discriminator features of

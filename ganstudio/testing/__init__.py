@@ -26,7 +26,7 @@ What is checked for every model (on the CPU, on a few generated images):
 ``state``    ``state_dict`` survives ``torch.save`` / ``torch.load(weights_only=True)``
              (what checkpoints use) and a fresh model that loads it is identical.
 ``declared`` what the ModelSpec declares holds: latent size, learning-rate settings and
-             the optimizers they name, capabilities ``ddp``, ``d_features``, ``finetune``.
+             the optimizers they name, capabilities ``ddp``, ``d_features``, ``d_logits``, ``finetune``.
 ``resume``   a run interrupted by a checkpoint and resumed logs exactly the same
              losses as the uninterrupted run (``log_every_steps=1``).
 ``bf16``     (folder kinds) two engine steps under bf16 autocast.

@@ -197,7 +197,8 @@ def check_declared(spec: Any, model: Any, config: dict, shape: tuple[int, ...] |
     """Raise ConformanceError unless what the spec declares holds for the built model;
     return a one-line summary. Checks the latent size, that every learning-rate setting
     is a number in the schema and names optimizers the model has, and each declared
-    capability that can be checked on the CPU (``ddp``, ``d_features``, ``finetune``)."""
+    capability that can be checked on the CPU (``ddp``, ``d_features``, ``d_logits``,
+    ``finetune``)."""
     from collections.abc import Mapping
 
     import torch
@@ -273,6 +274,16 @@ def check_declared(spec: Any, model: Any, config: dict, shape: tuple[int, ...] |
         if not bool(torch.isfinite(grad).all()):
             raise ConformanceError("capability 'd_features': the features' gradient with "
                                    "respect to the images is not finite")
+    if "d_logits" in caps and shape is not None:
+        x = tiny_images(3, shape[0], shape[1]).float().div(127.5).sub(1.0).to(model.device)
+        with torch.no_grad():
+            logits = model.discriminate(x)
+        if not isinstance(logits, torch.Tensor) or logits.reshape(-1).shape[0] != 3:
+            raise ConformanceError("capability 'd_logits': discriminate(x) must return one "
+                                   "logit per image (a tensor of shape (N,))")
+        if not bool(torch.isfinite(logits.float()).all()):
+            raise ConformanceError("capability 'd_logits': discriminate(x) gave a value that "
+                                   "is not finite")
     if "finetune" in caps:
         fresh = spec.factory(dict(config), shape, model.device)
         fresh.load_weights(model.state_dict())

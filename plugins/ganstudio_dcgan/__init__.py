@@ -35,7 +35,7 @@ def ganstudio_register_models():
         latent=LatentSpace(100, "gaussian", setting="latent_dim"),
         learning_rates={"lr_g": "g", "lr_d": "d"},
         test_settings={"g_features": 8, "d_features": 8},
-        capabilities=frozenset({"onnx", "ddp", "d_features", "finetune"}),
+        capabilities=frozenset({"onnx", "ddp", "d_features", "d_logits", "finetune"}),
         # light enough that a 2-core CPU shows a GAN learning within minutes
         quick_settings={"resolution": 32, "batch_size": 16, "g_features": 32, "d_features": 32},
     )]

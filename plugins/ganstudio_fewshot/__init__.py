@@ -49,5 +49,5 @@ def ganstudio_register_models():
         latent=LatentSpace(LATENT_DIM, "gaussian"),
         learning_rates={"lr_g": "g", "lr_d": "d"},
         test_settings=dict(TEST_SETTINGS),
-        capabilities=frozenset({"onnx", "d_features", "finetune", "ddp"}),
+        capabilities=frozenset({"onnx", "d_features", "d_logits", "finetune", "ddp"}),
     )]

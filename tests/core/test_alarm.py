@@ -33,8 +33,7 @@ class FakeModel:
 
     def __init__(self, bank: torch.Tensor, d_rule=None):
         self.bank = bank
-        if d_rule is not None:          # a model without D logits offers no discriminate()
-            self.discriminate = d_rule
+        self.d_rule = d_rule            # D's logits (capability d_logits), or None
 
     def make_latents(self, n, generator=None):
         return torch.randn(n, self.latent_dim, generator=generator)
@@ -50,7 +49,7 @@ def run_checks(alarm, model, steps=(10, 20, 30)):
     z = torch.randn(48, 4)
     found = []
     for step in steps:
-        values, warnings = alarm.check(model, z, step)
+        values, warnings = alarm.check(model, z, step, model.d_rule)
         found += warnings
     return values, found
 
@@ -303,3 +302,32 @@ def test_monitor_clock_keeps_monitors_within_their_share_over_a_long_run():
     # each check is followed by a wait of 40x its cost; only the last wait may be unfinished
     assert 0.03 < spent / now and spent <= 0.05 * now + biggest
     assert spent / now < 0.052
+
+
+class CollapsedWithD(Collapsed):
+    """The same, with D's logits: every image judged real."""
+
+    def discriminate(self, images):
+        return torch.ones(images.shape[0])
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_engine_uses_d_logits_only_when_the_spec_declares_them(tmp_path, declared):
+    spec = ModelSpec("collapsed-d", "Collapsed with D", GAN,
+                     common_gan_fields(resolution=16, resolutions=(16,), channels=1,
+                                       batch_size=4), CollapsedWithD,
+                     capabilities=frozenset({"d_logits"} if declared else set()))
+    images = ((shapes(40, seed=0) + 1) * 127.5).to(torch.uint8)
+    settings = EngineSettings(total_steps=4, device="cpu", precision="fp32", log_every_s=1e9,
+                              sample_every_s=1e9, checkpoint_every_s=0, n_samples=4,
+                              alarm_every_steps=2, quality_every_steps=0)
+    engine = Engine(spec, tmp_path / "run", images=images, settings=settings)
+    engine.prepare()
+    assert isinstance(engine.run_loop(), ev.Finished)
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    checked = [l for l in lines if "diversity" in l]
+    assert checked, "the alarm ran"
+    if declared:
+        assert all(l["d_check_real"] == 1.0 and l["d_check_fake"] == 0.0 for l in checked)
+    else:
+        assert not any("d_auc" in l for l in checked)

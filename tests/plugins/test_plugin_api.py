@@ -360,6 +360,25 @@ def test_learning_rates_naming_a_missing_optimizer_fail_the_declared_check(tmp_p
     assert declared.status == "fail" and "optimizer(s) x" in declared.detail
 
 
+@pytest.mark.parametrize("logits, passes", [
+    ("torch.zeros(x.shape[0])", True),
+    ("torch.zeros(1)", False),                        # one number for the whole batch
+    ("torch.full((x.shape[0],), float('nan'))", False),
+])
+def test_declared_d_logits_are_checked(tmp_path, logits, passes):
+    module = _tiny(**{'learning_rates=("lr",))]':
+                      'learning_rates=("lr",), capabilities=frozenset({"d_logits"}))]',
+                      "    def optimizers(self):":
+                      f"    def discriminate(self, x):\n        return {logits}\n\n"
+                      "    def optimizers(self):"})
+    pm = PluginManager(load_entry_points=False, load_folder=False, extra=[("dlogits", module)])
+    results = kit.check_model(pm.get_model("tinygan"), workdir=tmp_path, module=module)
+    declared = next(r for r in results if r.name == "declared")
+    assert (declared.status == "pass") is passes, declared.detail
+    if not passes:
+        assert "capability 'd_logits'" in declared.detail
+
+
 def test_image2image_job_gets_generated_inputs_and_passes(tmp_path):
     results = kit.check_model(_paint_spec(False), workdir=tmp_path)
     assert [r.status for r in results] == ["pass"] * 7, kit.format_report("paint", results)

@@ -69,12 +69,14 @@ class MonitorRunner:
         try:
             with randomness.isolated(e.device.device):
                 if which == 0:
-                    values, warnings = self.monitors.check_alarm(e.model, e.fixed_noise, e.step)
+                    values, warnings = self.monitors.check_alarm(
+                        e.model, e.fixed_noise, e.step,
+                        e.model.discriminate if e.spec.has("d_logits") else None)
                 else:
                     values, warnings = self.monitors.measure_quality(e.model), []
             e.extra_values.update(values)
             for w in warnings:
-                effective = getattr(e.model, "effective_config", lambda: e.config)()
+                effective = e.model.effective_config()
                 settings, action = advise(w.problem, e.config, effective,
                                           e.spec, self.suggested)
                 e.warn(f"step {e.step}: {w.message}", w.kind, settings=settings, action=action)

@@ -31,7 +31,7 @@ What is checked for every model (on the CPU, on a few generated images):
              losses as the uninterrupted run (``log_every_steps=1``).
 ``bf16``     (folder kinds) two engine steps under bf16 autocast.
 ``latent``, ``onnx``  (a declared latent space) what the explorer needs
-             (:mod:`ganstudio.testing_explore`).
+             (:mod:`ganstudio.testing.explore`).
 
 Every check is deterministic: samples and checkpoints by steps, no monitors.
 

@@ -331,6 +331,6 @@ def _check_model(spec: Any, workdir: Path, module: Any, overrides: dict | None,
             add("bf16", FAIL, _exc_text(e))
     # the explorer: seeds, batch independence, ONNX (models that declare a latent space) -----
     if on_folder and spec.latent is not None:
-        from ganstudio.testing_explore import explorer_checks
+        from ganstudio.testing.explore import explorer_checks
         results.extend(explorer_checks(spec, model, workdir))
     return results

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ganstudio.core import distributed as dist
+from ganstudio.core.engine.ranks import FollowerRun
 from ganstudio.core.errors import UserError
 from ganstudio.core.runs import RunFolder
 
@@ -77,7 +78,7 @@ def test_a_follower_writes_only_its_warnings_prefixed(tmp_path):
     writer = RunFolder(tmp_path / "run")
     writer.create({"model_id": "m", "config": {"a": 1}})
     before = writer.info_path.read_text()
-    follower = dist.FollowerRun(tmp_path / "run", dist.RankInfo(1, 2, 1, 2))
+    follower = FollowerRun(tmp_path / "run", dist.RankInfo(1, 2, 1, 2))
     follower.create({"model_id": "other", "config": {}})
     follower.write_info({"model_id": "other", "config": {}})
     follower.append_metrics([{"step": 1, "loss": 1.0}])

@@ -13,7 +13,7 @@ from typing import Any
 
 import ganstudio
 from .. import events as ev
-from .. import distributed as dist
+from . import ranks as seams
 from ..checkpoints import candidates, checkpoint_name, save_checkpoint, set_aside
 from ..errors import CheckpointError
 from . import learning_rates as lrs
@@ -56,7 +56,7 @@ class Checkpoints:
                    action=ev.ROLLBACK)
             return None
         if e.ranks is not None:   # every rank: compare weights (also a barrier) ...
-            dist.check_in_step(e)
+            seams.check_in_step(e)
             if not e.rank_info.is_writer:   # ... and rank 0 alone writes
                 e.last_checkpoint = e.run.checkpoints_dir / checkpoint_name(e.step)
                 return None

@@ -22,13 +22,15 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .. import distributed as dist
+from . import ranks as seams
 from .. import events as ev
 from ..data import DatasetReport, DeviceImages
 from ..devices import DeviceChoice
 from ..errors import UserError
 from ..images import make_grid, save_png
 from ..model import FOLDER_KINDS, ModelSpec
-from ..runs import RunFolder, RunLock, warning_tag
+from ..run_lock import RunLock
+from ..runs import RunFolder, warning_tag
 from . import preparation, randomness
 from .checkpointing import Checkpoints
 from .failures import (AGAIN, DiskError, Failures, PluginFailure, describe_os_error,
@@ -64,7 +66,7 @@ class Engine:
         self.rank_info = dist.rank_info()
         self.ranks: dist.Ranks | None = None       # the joined process group (world > 1)
         self.run = (RunFolder(run_dir) if self.rank_info.is_writer
-                    else dist.FollowerRun(run_dir, self.rank_info))
+                    else seams.FollowerRun(run_dir, self.rank_info))
         self.data_folder = Path(data_folder).expanduser() if data_folder else None
         self.overrides = dict(overrides or {})
         self.settings = settings or EngineSettings()
@@ -151,7 +153,7 @@ class Engine:
         try:
             preparation.prepare(self, progress)
         except BaseException as e:
-            dist.tell_waiting_ranks(self, e)   # rank 0 failed: the waiting ranks stop too
+            seams.tell_waiting_ranks(self, e)   # rank 0 failed: the waiting ranks stop too
             self.close()
             if isinstance(e, UserError) or not isinstance(e, Exception):
                 raise

@@ -35,10 +35,11 @@ from ..config import resolve_config
 from ..data import DatasetReport, DeviceImages, load_dataset
 from ..devices import pick_device
 from .. import distributed as dist
+from . import ranks as seams
 from .. import finetune
 from ..errors import CheckpointError, UserError
 from ..model import FOLDER_KINDS, GAN
-from ..runs import RunLock
+from ..run_lock import RunLock
 
 #: The engine these functions work for (:class:`.loop.Engine`; not imported here, the
 #: loop imports this module).
@@ -81,7 +82,7 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
         e.data_folder = Path(info["dataset"]["folder"])
 
     e.device = pick_device(s.device, precision=s.precision)                 # (3)
-    dist.join(e)      # several processes: this rank's device, the group, rank 0's config
+    seams.join(e)      # several processes: this rank's device, the group, rank 0's config
     seed = int(e.config.get("seed", 0))
     torch.manual_seed(seed)            # and the streams outside code may draw from
     random.seed(seed)
@@ -120,7 +121,7 @@ def prepare(e: Engine, progress: Callable[[int, int], None] | None) -> None:
     # one: metrics and grids of the lost steps go.
     e.run.truncate_metrics_after(e.step)
     e.run.prune_samples_after(e.step)
-    dist.share_start(e)   # rank 0's state on every rank, DDP wrappers, each rank's streams
+    seams.share_start(e)   # rank 0's state on every rank, DDP wrappers, each rank's streams
 
 
 def _one_channel_fits(e: Engine, report: DatasetReport) -> bool:

@@ -332,10 +332,13 @@ def test_plugins_check_and_plugin_check_are_one_command(monkeypatch, capsys):
     import ganstudio.testing
     calls = []
     monkeypatch.setattr(ganstudio.testing, "check_command",
-                        lambda pm, name: calls.append((pm, name)) or 7)
+                        lambda pm, name, processes: calls.append((pm, name, processes)) or 7)
     assert main(["plugins", "--check", "dcgan"]) == 7
     assert main(["plugin", "check", "dcgan"]) == 7
-    assert calls[0] == calls[1] and calls[0][1] == "dcgan"
+    assert calls[0] == calls[1] and calls[0][1:] == ("dcgan", True)
+    assert main(["plugin", "check", "dcgan", "--no-ddp"]) == 7
+    assert main(["plugins", "--check", "dcgan", "--no-ddp"]) == 7
+    assert calls[2][1:] == calls[3][1:] == ("dcgan", False)
 
 
 # -- settings ---------------------------------------------------------------------------------

@@ -202,18 +202,20 @@ class {{cls}}(GANModel):
         z = torch.randn(n, self.latent_dim, device=self.device)
         ones = torch.ones(n, device=self.device)
         zeros = torch.zeros(n, device=self.device)
+        # wrapped by the engine on several processes (capability ddp): call them so
+        G, D = self.network("g"), self.network("d")
 
         # (1) update D
         self.opt_d.zero_grad(set_to_none=True)
-        fake = self.G(z)
-        loss_d = (F.binary_cross_entropy_with_logits(self.D(real).float(), ones)
-                  + F.binary_cross_entropy_with_logits(self.D(fake.detach()).float(), zeros))
+        fake = G(z)
+        loss_d = (F.binary_cross_entropy_with_logits(D(real).float(), ones)
+                  + F.binary_cross_entropy_with_logits(D(fake.detach()).float(), zeros))
         loss_d.backward()
         self.opt_d.step()
 
         # (2) update G
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g = F.binary_cross_entropy_with_logits(self.D(fake).float(), ones)
+        loss_g = F.binary_cross_entropy_with_logits(D(fake).float(), ones)
         loss_g.backward()
         self.opt_g.step()
 

@@ -30,6 +30,13 @@ def configure_plugins(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", metavar="NAME", help="run the conformance checks on a plugin "
                                                    "(the same as 'ganstudio plugin check NAME')")
     p.add_argument("--json", action="store_true", help="with MODEL: the settings as JSON")
+    _no_ddp_option(p)
+
+
+def _no_ddp_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-ddp", action="store_true",
+                   help="with --check: skip training models that declare 'ddp' on two "
+                        "processes (about 15 s each)")
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -54,7 +61,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """The conformance kit on one plugin (by plugin name or model id); 0 when all pass."""
     from ganstudio.testing import check_command
-    return check_command(_manager(args), args.name)
+    return check_command(_manager(args), args.name,
+                         processes=not getattr(args, "no_ddp", False))
 
 
 # -- ganstudio settings MODEL -------------------------------------------------------------------
@@ -151,6 +159,7 @@ def configure_plugin(p: argparse.ArgumentParser) -> None:
     new.set_defaults(func=cmd_plugin_new)
     check = sub.add_parser("check", help="run the conformance kit (= plugins --check)")
     check.add_argument("name", help="plugin name or model id")
+    _no_ddp_option(check)
     check.set_defaults(func=cmd_check)
 
     def no_action(args: argparse.Namespace) -> int:

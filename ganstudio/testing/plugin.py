@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .model import check_model
-from .results import FAIL, PASS, CheckResult, _exc_text, format_report
+from .results import FAIL, PASS, SKIP, CheckResult, _exc_text, format_report
 
 def _check_listener_hooks(pm: Any, info: Any, workdir: Path) -> list[CheckResult]:
     """Call a plugin's non-model hooks once with made-up values."""
@@ -56,12 +56,28 @@ def resolve_target(pm: Any, name: str) -> tuple[Any, list[Any]]:
                     "is the package installed in this environment?")
 
 
+def check_processes(pm: Any, spec: Any) -> CheckResult:
+    """The ``ddp`` check on two processes (:mod:`ganstudio.core.ddp_check`): a few steps
+    on two gloo processes, then the weights must be identical on both."""
+    from ganstudio.core.ddp_check import check_ddp
+
+    outcome = check_ddp(spec.id, plugins_dir=str(pm.plugins_dir))
+    if outcome.ok:
+        return CheckResult(spec.id, "ddp", PASS, "two gloo processes trained a few steps; "
+                                                  "their weights are identical")
+    return CheckResult(spec.id, "ddp", FAIL, outcome.detail)
+
+
 def check_plugin(pm: Any, name: str, *, workdir: str | Path | None = None,
-                 overrides: dict | None = None) -> list[CheckResult]:
-    """All checks for the plugin (or the single model) called ``name``."""
+                 overrides: dict | None = None, processes: bool = False
+                 ) -> list[CheckResult]:
+    """All checks for the plugin (or the single model) called ``name``. With
+    ``processes``, a model declaring ``ddp`` is also trained on two processes (about
+    15 s more per model)."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="ganstudio-kit-") as tmp:
-            return check_plugin(pm, name, workdir=tmp, overrides=overrides)
+            return check_plugin(pm, name, workdir=tmp, overrides=overrides,
+                                processes=processes)
     workdir = Path(workdir)
     info, models = resolve_target(pm, name)
     if info.status != "ok":
@@ -74,14 +90,22 @@ def check_plugin(pm: Any, name: str, *, workdir: str | Path | None = None,
     if name in pm.plugins:
         results += _check_listener_hooks(pm, info, workdir)
     for i, spec in enumerate(models):
-        results += check_model(spec, workdir=workdir / f"model{i}", module=info.module,
-                               overrides=overrides)
+        checked = check_model(spec, workdir=workdir / f"model{i}", module=info.module,
+                              overrides=overrides)
+        results += checked
+        if processes and spec.has("ddp"):
+            if any(r.name == "build" and not r.ok for r in checked):
+                results.append(CheckResult(spec.id, "ddp", SKIP, "the model was not built"))
+            else:
+                results.append(check_processes(pm, spec))
     return results
 
 
-def check_command(pm: Any, name: str, stream: TextIO | None = None) -> int:
-    """``ganstudio plugins --check NAME``: print the report; 0 when nothing failed."""
+def check_command(pm: Any, name: str, stream: TextIO | None = None, *,
+                  processes: bool = True) -> int:
+    """``ganstudio plugins --check NAME``: print the report; 0 when nothing failed.
+    ``processes``: also the two-process ``ddp`` check for models declaring ``ddp``."""
     stream = stream or sys.stdout
-    results = check_plugin(pm, name)
+    results = check_plugin(pm, name, processes=processes)
     print(format_report(name, results), file=stream, flush=True)
     return 0 if all(r.ok for r in results) else 1

@@ -78,7 +78,8 @@ def test_found_through_its_entry_point_and_passes_the_check(installed):
     for check in ("schema", "build", "steps", "samples", "state", "declared", "resume", "bf16",
                   "latent", "onnx"):
         assert f"PASS  {check:<8}" in report, report
-    assert "passed: 11 passed, 0 passed with notes, 0 skipped, 0 failed" in report
+    assert "PASS  ddp      two gloo processes trained a few steps" in report  # declares ddp
+    assert "passed: 12 passed, 0 passed with notes, 0 skipped, 0 failed" in report
 
 
 def test_trains_from_the_cli_and_samples(installed, image_folder):

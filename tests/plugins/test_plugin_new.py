@@ -113,7 +113,9 @@ def test_skeleton_pip_installs_and_passes_the_kit_unchanged(tmp_path):
     assert "PASS  load     entry point plugin 'my_gan' 0.1.0: plugin API 1, 1 model" in report
     # schema..bf16, plus the explorer's latent check (the skeleton declares a latent space)
     assert "PASS  declared" in report and "PASS  latent" in report
-    assert "passed: 10 passed, 0 passed with notes, 0 skipped, 0 failed" in report
+    # the skeleton declares ddp: it is also trained on two gloo processes
+    assert "PASS  ddp      two gloo processes trained a few steps" in report, report
+    assert "passed: 11 passed, 0 passed with notes, 0 skipped, 0 failed" in report
     assert "2 passed" in pytest_out  # test_plugin_loads + test_model_conforms[my-gan]
 
 

@@ -91,12 +91,15 @@ class MLPGAN(GANModel):
         z = torch.randn(n, self.latent_dim, device=self.device)
         ones = torch.ones(n, device=self.device)
         zeros = torch.zeros(n, device=self.device)
+        # The trained networks as the engine hands them over: wrapped on several
+        # processes (capability ddp), so their gradients are averaged; else themselves.
+        G, D = self.network("g"), self.network("d")
 
         # (1) update D: real images -> 1, generated images -> 0
         self.opt_d.zero_grad(set_to_none=True)
-        fake = self.G(z)
-        out_real = self.D(real)
-        out_fake = self.D(fake.detach())
+        fake = G(z)
+        out_real = D(real)
+        out_fake = D(fake.detach())
         loss_d = (F.binary_cross_entropy_with_logits(out_real.float(), ones)
                   + F.binary_cross_entropy_with_logits(out_fake.float(), zeros))
         loss_d.backward()
@@ -104,7 +107,7 @@ class MLPGAN(GANModel):
 
         # (2) update G: make D say 1 for generated images (the non-saturating loss)
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g = F.binary_cross_entropy_with_logits(self.D(fake).float(), ones)
+        loss_g = F.binary_cross_entropy_with_logits(D(fake).float(), ones)
         loss_g.backward()
         self.opt_g.step()
 

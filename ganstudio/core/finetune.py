@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from .checkpoints import NAME_RE, checkpoint_name, list_checkpoints, load_checkpoint, load_latest
+from .checkpoints import (NAME_RE, check_state, checkpoint_name, list_checkpoints,
+                          load_checkpoint, load_latest)
 from .errors import CheckpointError, UserError
 from .model import ModelSpec
 from .runs import RunFolder
@@ -67,13 +68,20 @@ def split_reference(text: str) -> tuple[Path, str | None]:
     return Path(run).expanduser(), (ckpt.strip() or None)
 
 
-def _pick_checkpoint(run: RunFolder, which: str | None) -> tuple[Path, dict[str, Any]]:
+def _pick_checkpoint(run: RunFolder, which: str | None,
+                     model_id: str) -> tuple[Path, dict[str, Any]]:
+    """The source checkpoint, its contents checked as a resume checks them (a source
+    run may come from someone else: a checksum proves only that the file is whole)."""
     folder = run.checkpoints_dir
+    bound = run.history_bound()
     if which is None or which.lower() == "latest":
-        loaded = load_latest(folder, map_location="cpu")
+        skipped: list[str] = []
+        loaded = load_latest(folder, map_location="cpu", model_id=model_id, max_step=bound,
+                             on_skip=lambda _path, why: skipped.append(why))
         if loaded is None:
+            why = f": {skipped[0]}" if skipped else ""
             raise UserError(f"run {run.path} has no usable checkpoint to start from "
-                            f"(nothing verified in {folder})")
+                            f"(nothing verified in {folder}){why}")
         return loaded
     if which.isdigit():
         path = folder / checkpoint_name(int(which))
@@ -87,9 +95,13 @@ def _pick_checkpoint(run: RunFolder, which: str | None) -> tuple[Path, dict[str,
                 else "it has no checkpoints")
         raise UserError(f"checkpoint '{which}' not found in run {run.path} ({have})")
     try:
-        return path, load_checkpoint(path, map_location="cpu")
+        state = load_checkpoint(path, map_location="cpu")
     except CheckpointError as e:
         raise UserError(f"cannot start from {path}: {e}") from None
+    problem = check_state(state, path, model_id=model_id, max_step=bound)
+    if problem:
+        raise UserError(problem)
+    return path, state
 
 
 def resolve(reference: str, spec: ModelSpec) -> Source:
@@ -106,7 +118,7 @@ def resolve(reference: str, spec: ModelSpec) -> Source:
     if info.get("model_id") != spec.id:
         raise UserError(f"run {folder} is a '{info.get('model_id')}' run; a '{spec.id}' run "
                         "can only start from a run of the same model")
-    path, state = _pick_checkpoint(run, which)
+    path, state = _pick_checkpoint(run, which, spec.id)
     if state.get("model_id") != spec.id:
         raise UserError(f"checkpoint {path} belongs to model '{state.get('model_id')}', "
                         f"not '{spec.id}'")

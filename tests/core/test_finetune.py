@@ -208,3 +208,23 @@ def test_split_reference(tmp_path):
     assert finetune.split_reference("runs/cats") == (Path("runs/cats"), None)
     with pytest.raises(UserError):
         finetune.split_reference("  ")
+
+
+def test_a_crafted_source_checkpoint_is_refused_not_loaded(tmp_path):
+    """A source run may come from someone else: its checkpoints' contents are checked as
+    a resume checks them (the checksum only proves the file is whole)."""
+    from ganstudio.core.checkpoints import save_checkpoint
+    src = tmp_path / "src"
+    eng = _engine(_spec(), src, 4)
+    eng.prepare()
+    eng.run_loop()
+    good = finetune.resolve(str(src), _spec())
+    save_checkpoint({"step": 900, "model_id": "tiny", "model": good.state},
+                    src / "checkpoints", 900, keep_last=10)      # beyond the run's records
+    with pytest.raises(UserError, match=r"its step \(900\) lies beyond this run's records"):
+        finetune.resolve(f"{src}:900", _spec())
+    assert finetune.resolve(str(src), _spec()).step == 4          # latest: passed over
+    save_checkpoint({"step": 3, "model_id": "tiny", "model": "not a state"},
+                    src / "checkpoints", 3, keep_last=10)
+    with pytest.raises(UserError, match="its model state is missing or not a dictionary"):
+        finetune.resolve(f"{src}:3", _spec())

@@ -331,3 +331,57 @@ def test_the_engine_uses_d_logits_only_when_the_spec_declares_them(tmp_path, dec
         assert all(l["d_check_real"] == 1.0 and l["d_check_fake"] == 0.0 for l in checked)
     else:
         assert not any("d_auc" in l for l in checked)
+
+
+class BestAtStep20(Collapsed):
+    """Samples closest to the training images at step 20, noisier before and after."""
+
+    def __init__(self, config, image_shape, device):
+        super().__init__(config, image_shape, device)
+        self.calls = 0
+
+    def train_step(self, real):
+        self.calls += 1
+        return super().train_step(real)
+
+    @torch.no_grad()
+    def sample(self, z):
+        mix = min(1.0, abs(self.calls - 20) / 10)
+        clean = shapes(z.shape[0], seed=1)
+        noise = torch.rand(clean.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
+        return (1 - mix) * clean + mix * noise
+
+    def state_dict(self):
+        return {"calls": torch.tensor(self.calls)}
+
+    def load_state_dict(self, state):
+        self.calls = int(state["calls"])
+
+
+def test_the_live_kid_keeps_the_best_checkpoint(tmp_path):
+    from ganstudio.core.checkpoints import read_keep_list
+    from ganstudio.core.explore_state import read_state
+    spec = ModelSpec("best20", "Best at 20", GAN,
+                     common_gan_fields(resolution=16, resolutions=(16,), channels=1,
+                                       batch_size=4), BestAtStep20)
+    images = ((shapes(40, seed=0) + 1) * 127.5).to(torch.uint8)
+    settings = EngineSettings(total_steps=40, device="cpu", precision="fp32", log_every_s=1e9,
+                              sample_every_s=1e9, checkpoint_every_s=0, checkpoint_every_steps=5,
+                              keep_checkpoints=1, n_samples=4, alarm_every_steps=0,
+                              quality_every_steps=10, quality_samples=32,
+                              quality_features="random")
+    run = tmp_path / "run"
+    engine = Engine(spec, run, images=images, settings=settings)
+    engine.prepare()
+    assert isinstance(engine.run_loop(), ev.Finished)
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    kid = {l["step"]: l["kid"] for l in lines if "kid" in l}
+    assert sorted(kid) == [10, 20, 30, 40] and min(kid, key=kid.get) == 20
+    state = read_state(run)
+    assert state["best_step"] == 20 and state["kid_features"] == "random"
+    assert set(state["kid"]) == {"10", "20"}       # each a new lowest when measured
+    assert read_keep_list(run / "checkpoints") == {20}
+    kept = sorted(p.name for p in (run / "checkpoints").glob("ckpt_*.pt"))
+    assert kept == ["ckpt_00000020.pt", "ckpt_00000040.pt"]   # rotation keeps 1 + the best
+    assert "KID" in (run / "events.log").read_text() and "kept as the run's best" in \
+        (run / "events.log").read_text()

@@ -9,6 +9,7 @@ monitor is logged and turns the monitors off; it never stops training.
 """
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from typing import Any
@@ -75,6 +76,8 @@ class MonitorRunner:
                 else:
                     values, warnings = self.monitors.measure_quality(e.model), []
             e.extra_values.update(values)
+            if which == 1:
+                self._keep_if_best(values.get("kid"))
             for w in warnings:
                 effective = e.model.effective_config()
                 settings, action = advise(w.problem, e.config, effective,
@@ -86,6 +89,32 @@ class MonitorRunner:
             s.monitors = False
             e.run.log("the balance alarm / quality measures failed and are off for this "
                       f"run:\n{traceback.format_exc()}", "WARNING")
+
+    def _keep_if_best(self, kid: Any) -> None:
+        """The live KID is the lowest this run has measured: checkpoint this step and
+        record it as the run's best (``explore.json``), which checkpoint rotation keeps.
+        Scores of another feature extractor (``ganstudio best`` with Inception) are not
+        compared with these and are left alone. One process only: in a distributed run
+        a checkpoint is a step every rank takes together."""
+        e = self.e
+        if not isinstance(kid, (int, float)) or not math.isfinite(kid) or e.ranks is not None:
+            return
+        from ..explore_state import read_state, update_state
+        features = getattr(getattr(self.monitors.meter, "extractor", None), "name", "")
+        state = read_state(e.run.path)
+        if state.get("kid_features") not in (None, features):
+            return
+        best = state.get("best_step")
+        best_kid = state["kid"].get(str(best)) if best is not None else None
+        if best_kid is not None and kid >= best_kid:
+            return
+        path = e.checkpoints.write()
+        if path is None:
+            return
+        kids = {**state["kid"], str(e.step): round(float(kid), 6)}
+        update_state(e.run.path, kid=kids, best_step=e.step, kid_features=features)
+        e.run.log(f"step {e.step}: KID {kid:.4g} is the lowest so far; {path.name} is kept "
+                  "as the run's best checkpoint")
 
     @property
     def spent_s(self) -> float:

@@ -58,6 +58,8 @@ def configure_seeds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
                    help="pull samples toward the mean (Gaussian latents; 1 = off, e.g. 0.7)")
     p.add_argument("--columns", type=int, default=None, help="images per row")
+    p.add_argument("--no-labels", action="store_true",
+                   help="no seed number under each sample")
     p.add_argument("-o", "--out", required=True, help="the grid, a .png file")
 
 
@@ -68,7 +70,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     out = _png_out(args.out)
     explorer = _explorer(args)
     images = explorer.seed_images(seeds, psi=args.truncation)
-    save_png(make_grid(images, nrow=args.columns, min_cell=32), out)
+    labels = None if args.no_labels else [str(seed) for seed in seeds]
+    save_png(make_grid(images, nrow=args.columns, min_cell=32, labels=labels), out)
     first, last = seeds[0], seeds[-1]
     print(f"wrote {len(seeds)} samples (seeds {first}..{last} in reading order, step "
           f"{explorer.step}) to {shown(out)}")

@@ -19,13 +19,20 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((x + 1) * 127.5).round().to(torch.uint8)
 
 
+#: Height in pixels of the strip under each cell that holds its label.
+LABEL_HEIGHT = 12
+
+
 def make_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2,
-              min_cell: int = 0) -> np.ndarray:
+              min_cell: int = 0, labels: list[str] | None = None) -> np.ndarray:
     """Tile (N, C, H, W) images in [-1, 1] into one (H', W', C) uint8 array.
 
     ``min_cell`` upsamples small images (nearest) so each cell is at least that
-    many pixels: a 4x4 ProGAN sample stays visible on screen.
+    many pixels: a 4x4 ProGAN sample stays visible on screen. ``labels``: one short
+    text per image (e.g. its seed), drawn in a strip under it.
     """
+    if labels is not None:
+        return _labelled_grid(images, labels, nrow=nrow, padding=padding, min_cell=min_cell)
     if images.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(images.shape)}")
     x = images.detach().float()
@@ -45,6 +52,35 @@ def make_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2
         top, left = padding + r * (h + padding), padding + col * (w + padding)
         grid[:, top:top + h, left:left + w] = x[i]
     return grid.permute(1, 2, 0).contiguous().numpy()
+
+
+def _labelled_grid(images: torch.Tensor, labels: list[str], *, nrow: int | None,
+                   padding: int, min_cell: int) -> np.ndarray:
+    from PIL import ImageDraw
+    if len(labels) != images.shape[0]:
+        raise ValueError(f"{len(labels)} labels for {images.shape[0]} images")
+    cells = [make_grid(images[i:i + 1], nrow=1, padding=0, min_cell=min_cell)
+             for i in range(images.shape[0])]
+    h, w, c = cells[0].shape
+    n = len(cells)
+    ncol = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / ncol))
+    cell_h = h + LABEL_HEIGHT
+    grid = np.zeros((rows * (cell_h + padding) + padding, ncol * (w + padding) + padding, c),
+                    dtype=np.uint8)
+    for i, cell in enumerate(cells):
+        r, col = divmod(i, ncol)
+        top, left = padding + r * (cell_h + padding), padding + col * (w + padding)
+        grid[top:top + h, left:left + w] = cell
+    canvas = array_to_pil(grid)
+    draw = ImageDraw.Draw(canvas)
+    white = 255 if c == 1 else (255, 255, 255)
+    for i, text in enumerate(labels):
+        r, col = divmod(i, ncol)
+        top, left = padding + r * (cell_h + padding) + h, padding + col * (w + padding)
+        draw.text((left + 1, top + 1), str(text)[: max(1, w // 6)], fill=white)
+    out = np.asarray(canvas)
+    return out[:, :, None] if out.ndim == 2 else out
 
 
 def array_to_pil(array: np.ndarray) -> Image.Image:

@@ -128,3 +128,31 @@ def test_run_without_checkpoint_and_model_without_latent(cli, tmp_path, image_fo
                          model="explgan-nolatent", steps=2)
     code, _o, err = cli("video", "--run", nolat, "--seeds", "1,2", "-o", tmp_path / "v.gif")
     assert code == 2 and "declares no latent space" in err
+
+
+def test_seeds_grid_labels_each_sample_with_its_seed(cli, run_dir, tmp_path):
+    cli("seeds", "--run", run_dir, "--seeds", "5,7", "-o", tmp_path / "l.png", "--columns", "2",
+        "--device", "cpu")
+    cli("seeds", "--run", run_dir, "--seeds", "5,7", "-o", tmp_path / "n.png", "--columns", "2",
+        "--device", "cpu", "--no-labels")
+    labelled = np.asarray(Image.open(tmp_path / "l.png"))
+    plain = np.asarray(Image.open(tmp_path / "n.png"))
+    from ganstudio.core.images import LABEL_HEIGHT
+    assert labelled.shape[0] == plain.shape[0] + LABEL_HEIGHT       # one row, one strip
+    assert labelled.shape[1] == plain.shape[1]
+    strip = labelled[plain.shape[0] - 2:plain.shape[0] - 2 + LABEL_HEIGHT]
+    assert strip.max() > 128                       # text drawn under the samples
+    # the samples themselves are the same pictures
+    assert np.array_equal(labelled[2:34, 2:34], plain[2:34, 2:34])
+
+
+def test_grid_labels_are_drawn_under_their_own_cell():
+    import torch
+    from ganstudio.core.images import LABEL_HEIGHT, make_grid
+    imgs = torch.full((3, 1, 8, 8), -1.0)
+    grid = make_grid(imgs, nrow=3, padding=2, min_cell=16, labels=["1", "", "33"])
+    assert grid.shape == (2 + 16 + LABEL_HEIGHT + 2, 2 + 3 * (16 + 2), 1)
+    strips = [grid[18:18 + LABEL_HEIGHT, 2 + i * 18:2 + i * 18 + 16] for i in range(3)]
+    assert strips[0].max() > 128 and strips[1].max() == 0 and strips[2].max() > 128
+    with pytest.raises(ValueError):
+        make_grid(imgs, labels=["1"])

@@ -49,6 +49,7 @@ def ganstudio_register_models():
             id=fast.MODEL_ID, name="Fast style network (Johnson)", kind=FEEDFORWARD,
             schema=fast.schema(), factory=_fast_style, version=__version__,
             learning_rates={"lr": "net"},
+            capabilities=frozenset({"onnx"}),   # image -> image, any size (export_run)
             help=("Train a small image-transformation network for one style on a folder of "
                   "content pictures (perceptual losses, Johnson et al.), then stylize any "
                   "picture in one pass with 'ganstudio stylize --net RUN'."),

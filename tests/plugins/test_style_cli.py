@@ -118,6 +118,16 @@ def test_train_then_apply_a_fast_network(files, tmp_path, capsys):
                  "--set", "style_layers=relu1_2,relu2_2", "--set", "content_layer=relu2_2"])
     assert code == 0 and list((run / "checkpoints").glob("ckpt_*.pt"))
     capsys.readouterr()
+    # the trained network exports to ONNX from the command line as from the Style tab
+    assert main(["export", "--run", str(run), "-o", str(tmp_path / "net.onnx")]) == 0, \
+        capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "net.onnx" in said and "onnxruntime" in said, said
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    picture = np.random.default_rng(1).random((1, 3, 30, 41)).astype(np.float32)
+    assert session.run(None, {"input": picture})[0].shape == (1, 3, 30, 41)
     out = tmp_path / "styled"
     assert main(["stylize", "--net", str(run), str(files["photos"]), str(files["content"]),
                  "-o", str(out), "--device", "cpu", "--quiet"]) == 0

@@ -8,6 +8,7 @@ one as an image-to-image network (images in [0, 1] -> images in [0, 1]).
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ def check_writable(path: str | Path) -> Path:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"cannot write {path}: permission denied")
+    # Some folders let nothing new in although they are "writable" (/proc, a read-only
+    # mount): find out by creating (and removing) a file there, before any work is done.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: no file can be created in {path.parent} "
+                        f"({e.strerror or e})") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
     return path
 
 
@@ -104,10 +117,11 @@ def export_run(run_dir: str | Path, plugin_manager: Any, path: str | Path, fmt: 
         else:
             torch.save(weights, tmp)
         os.replace(tmp, path)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - OSError, or the safetensors writer's own error
         try:
             tmp.unlink()
         except OSError:
             pass
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split(" at path")[0]
+        raise UserError(f"cannot write {path}: {why}") from None
     return ExportResult(path, fmt, step, spec.id, "weights")

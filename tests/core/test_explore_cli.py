@@ -104,6 +104,11 @@ def test_export_onnx_and_weights(cli, run_dir, tmp_path):
     (["video", "--seeds", "1,2", "-o", "{tmp}/loop.avi"], ".mp4 or .gif"),
     (["project", "{tmp}/file", "-o", "{tmp}/o"], "cannot read picture"),
     (["export", "--checkpoint", "best", "-o", "{tmp}/g.pt"], "no best checkpoint"),
+    # a folder that exists and lets nothing new in: said before any work, not as a failed
+    # export naming a temporary file
+    (["export", "-o", "/proc/g.onnx"], "cannot write /proc/g.onnx: no file can be created"),
+    (["export", "-o", "/proc/g.safetensors"], "cannot write /proc/g.safetensors: no file"),
+    (["video", "--seeds", "1,2", "-o", "/proc/loop.gif"], "cannot write /proc/loop.gif: no"),
 ])
 def test_clear_errors(cli, run_dir, tmp_path, argv, message):
     import shutil

@@ -25,8 +25,10 @@ class DatasetPanel(QWidget):
         self.setAcceptDrops(True)
         self.path_edit = QLineEdit()
         self.path_edit.setObjectName("datasetPath")
-        self.path_edit.setPlaceholderText("Choose or drop a folder of images")
-        self.path_edit.setReadOnly(True)
+        self.path_edit.setPlaceholderText("Type, paste, choose or drop a folder of images")
+        self.path_edit.setToolTip("A folder of images: type or paste its path and press "
+                                  "Enter, or use Choose folder…, or drop it here")
+        self.path_edit.editingFinished.connect(self._typed)
         self.choose = QPushButton("Choose folder…")
         self.choose.clicked.connect(self.choose_folder)
         self.demo = QPushButton("Demo images")
@@ -74,6 +76,21 @@ class DatasetPanel(QWidget):
                                                 self.folder or self.last_dir)
         if path:
             self.set_folder(path)
+
+    def _typed(self) -> None:
+        """A path typed or pasted (Enter or leaving the box): use it when it is a folder;
+        otherwise say why and keep the folder in use."""
+        text = self.path_edit.text().strip()
+        if not text or text == (self.folder or ""):
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            self.set_folder(str(path))
+            return
+        why = ("is a file, not a folder" if path.is_file() else "does not exist")
+        self.path_edit.setText(self.folder or "")
+        self.info.setText(f"<span style='color:#e5484d'>{html.escape(text)} {why}.</span>"
+                          + (" The folder in use is unchanged." if self.folder else ""))
 
     def set_folder(self, path: str, emit: bool = True) -> None:
         # Absolute: the run folder records it, and a relative path breaks on reopening

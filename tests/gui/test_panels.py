@@ -146,3 +146,23 @@ def test_a_refused_setting_is_named_and_focused(qtbot, make_window):
     assert text.startswith("Check “LR G” in the Model panel:") and "'fast'" in text
     assert w.info_bar.kind == "setting"
     qtbot.waitUntil(lambda: editor.hasFocus(), timeout=2000)
+
+
+def test_a_folder_can_be_typed_or_pasted(qtbot, tmp_path):
+    from ganstudio.gui.dataset_panel import DatasetPanel
+    panel = DatasetPanel()
+    qtbot.addWidget(panel)
+    assert not panel.path_edit.isReadOnly()
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    with qtbot.waitSignal(panel.folderChosen) as blocker:
+        panel.path_edit.setText(f"  {folder}  ")
+        panel.path_edit.editingFinished.emit()
+    assert blocker.args == [str(folder)] and panel.folder == str(folder)
+    (tmp_path / "a.png").write_bytes(b"x")
+    for typed, why in ((tmp_path / "missing", "does not exist"), (tmp_path / "a.png", "is a file")):
+        with qtbot.assertNotEmitted(panel.folderChosen):
+            panel.path_edit.setText(str(typed))
+            panel.path_edit.editingFinished.emit()
+        assert why in panel.info.text() and "unchanged" in panel.info.text()
+        assert panel.folder == str(folder) and panel.path_edit.text() == str(folder)

@@ -170,14 +170,25 @@ class GANModel:
         return z.to(self.device)
 
     @torch.no_grad()
+    @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         """Images for latents ``z`` as (N, C, h, w) in [-1, 1] (h, w may be < H, W).
 
         The engine calls it during training (the sample grid, the balance alarm,
         KID/FID) with its random state isolated: noise drawn here never shifts
         the training streams. The same latents must give the same images.
+
+        The default runs :meth:`generator_module` (the network an export holds, an
+        average of G's weights when the model keeps one) in eval mode, and puts its
+        mode back; a model whose sampling differs overrides it.
         """
-        raise NotImplementedError
+        g = self.generator_module()
+        was_training = g.training
+        g.eval()
+        try:
+            return g(z.to(self.device)).float()
+        finally:
+            g.train(was_training)
 
     def status(self) -> dict[str, float]:
         """Cheap host-side numbers added to each metrics line (e.g. resolution, alpha)."""

@@ -297,15 +297,7 @@ class DCGAN(GANModel):
     def _sampler(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G
 
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        g = self._sampler()
-        was_training = g.training
-        g.eval()
-        try:
-            return g(z.to(self.device)).float()
-        finally:
-            g.train(was_training)
+    # sample(): GANModel's, through generator_module() (the EMA generator once it exists)
 
     @torch.no_grad()
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:

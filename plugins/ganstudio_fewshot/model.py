@@ -155,15 +155,7 @@ class FewShotGAN(GANModel):
     def _sampler(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G
 
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        g = self._sampler()
-        was_training = g.training
-        g.eval()
-        try:
-            return g(z.to(self.device)).float()
-        finally:
-            g.train(was_training)
+    # sample(): GANModel's, through generator_module() (the EMA generator once it exists)
 
     @torch.no_grad()
     def _run_d(self, fn):

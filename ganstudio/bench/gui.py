@@ -1,7 +1,7 @@
 """The engine inside the studio's worker thread, and the GUI thread's heartbeat.
 
 The same training as the headless run is started through
-``ganstudio.gui.worker.TrainingWorker`` on its QThread, while the GUI thread
+``ganstudio.gui.worker.TrainingWorker`` as a studio job on its own thread, while the GUI thread
 runs an event loop with a receiver that does what the studio's views do with
 each event (keep the metrics, turn each sample grid into a QImage) and a
 10 ms heartbeat timer. Reported: images/s in the worker, its ratio to the
@@ -133,13 +133,10 @@ def measure_gui(spec: Any, data: Path, work: Path, overrides: dict, *, device: s
     receiver = Receiver()
     heartbeat = Heartbeat()
     probe = ThroughputProbe()
-    worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=overrides,
-                            settings=settings, cache_dir=str(cache_dir))
-    direct = Qt.ConnectionType.DirectConnection
     # Timestamps are taken in the training thread, at the moment the engine emits.
-    worker.metrics.connect(lambda event, memory: probe(event), direct)
-    worker.finished.connect(lambda event: probe(event), direct)
-    worker.failed.connect(lambda event: probe(event), direct)
+    worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=overrides,
+                            settings=settings, cache_dir=str(cache_dir), listeners=[probe])
+    worker.failed.connect(probe)     # a failure while preparing, before the engine runs
     worker.metrics.connect(receiver.on_metrics)
     worker.samples.connect(receiver.on_samples)
     worker.failed.connect(receiver.on_failed)

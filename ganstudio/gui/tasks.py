@@ -1,10 +1,12 @@
 """Work off the GUI thread: one pattern for every background job of the studio.
 
 A job is a function ``fn(ctx)`` run on its own QThread. It reports through a
-:class:`TaskContext` (``ctx.progress(fraction, text)``, ``ctx.cancelled()``) and
-its outcome reaches the GUI thread as queued signals: started, progress, result
-or error, and always finished last. :meth:`Tasks.run` returns a
-:class:`TaskHandle` to cancel it (cooperatively: the job polls ``cancelled()``).
+:class:`TaskContext` (``ctx.progress(fraction, text)``, ``ctx.emit(item)`` for a
+job that streams its own events, such as training, and ``ctx.cancelled()``) and
+its outcome reaches the GUI thread as queued signals: started, progress and
+events, result or error, and always finished last. :meth:`Tasks.run` returns a
+:class:`TaskHandle` to cancel it (cooperatively: the job polls ``cancelled()``)
+and to join its thread.
 
 Every QThread the studio starts is registered here, so closing the window can
 join them all and the tests can fail when one is left running (napari's test
@@ -52,8 +54,10 @@ def error_text(exc: BaseException) -> str:
 class TaskContext:
     """Handed to a background function: report progress, notice a cancel request."""
 
-    def __init__(self, emit_progress: Callable[[float, str], None] | None = None):
+    def __init__(self, emit_progress: Callable[[float, str], None] | None = None,
+                 emit_event: Callable[[Any], None] | None = None):
         self._emit = emit_progress
+        self._emit_event = emit_event
         self._cancel = threading.Event()
 
     def progress(self, fraction: float, text: str = "") -> None:
@@ -61,6 +65,11 @@ class TaskContext:
         if self._emit is not None:
             f = float(fraction)
             self._emit(0.0 if f != f else min(1.0, max(0.0, f)), str(text))
+
+    def emit(self, item: Any) -> None:
+        """Send ``item`` to the job's ``on_event`` in the GUI thread (queued, in order)."""
+        if self._emit_event is not None:
+            self._emit_event(item)
 
     def cancelled(self) -> bool:
         """True once :meth:`TaskHandle.cancel` was called: return early."""
@@ -91,6 +100,16 @@ class TaskHandle:
         """True until the job's ``finished`` callback has been delivered."""
         return not self._finished
 
+    @property
+    def alive(self) -> bool:
+        """True while the job's thread runs (it may end before ``finished`` is delivered)."""
+        if self._thread is None:
+            return False
+        try:
+            return self._thread.isRunning()
+        except RuntimeError:  # the C++ thread object is gone: it ended
+            return False
+
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Join the job's thread (the callbacks still arrive through the event loop)."""
         if self._thread is None:  # never started (the studio was closing)
@@ -106,6 +125,7 @@ class _Job(QObject):
 
     started = Signal(int)
     progress = Signal(int, float, str)
+    event = Signal(int, object)
     result = Signal(int, object)
     error = Signal(int, str, str)
     finished = Signal(int)
@@ -126,7 +146,8 @@ class _Job(QObject):
         else:
             self.result.emit(self.job_id, result)
         finally:
-            self.ctx._emit = None  # no reference cycle left for the garbage collector
+            self.ctx._emit = self.ctx._emit_event = None  # no cycle left for the collector
+            self.fn = None   # nor the job's function (a bound method keeps its object alive)
             self.finished.emit(self.job_id)
             QThread.currentThread().quit()
 
@@ -142,12 +163,14 @@ class Tasks(QObject):
         super().__init__(parent)
         self._ids = itertools.count(1)
         self._jobs: dict[int, dict[str, Any]] = {}
+        self._ending: list[QThread] = []
         self.closed = False
 
     def run(self, fn: Callable[[TaskContext], Any], *,
             on_result: Callable[[Any], None] | None = None,
             on_error: Callable[[str, str], None] | None = None,
             on_progress: Callable[[float, str], None] | None = None,
+            on_event: Callable[[Any], None] | None = None,
             on_finished: Callable[[], None] | None = None,
             on_started: Callable[[], None] | None = None,
             name: str = "task") -> TaskHandle:
@@ -166,18 +189,25 @@ class Tasks(QObject):
             if job is not None:
                 job.progress.emit(job_id, fraction, text)
 
-        ctx = TaskContext(emit_progress)
+        def emit_event(item: Any) -> None:
+            if job is not None:
+                job.event.emit(job_id, item)
+
+        ctx = TaskContext(emit_progress, emit_event)
         job = _Job(job_id, fn, ctx)
         job.moveToThread(thread)
         handle = TaskHandle(job_id, ctx, thread)
         thread.started.connect(job.run)
+        thread.finished.connect(job.deleteLater)   # freed in its own thread as it ends
         job.started.connect(self._on_started)
         job.progress.connect(self._on_progress)
+        job.event.connect(self._on_event)
         job.result.connect(self._on_result)
         job.error.connect(self._on_error)
         job.finished.connect(self._on_finished)
         self._jobs[job_id] = {"thread": thread, "job": job, "handle": handle,
                               "started": on_started, "progress": on_progress,
+                              "event": on_event,
                               "result": on_result, "error": on_error,
                               "finished": on_finished}
         thread.start()
@@ -209,6 +239,10 @@ class Tasks(QObject):
         self._call(job_id, "progress", fraction, text)
 
     @Slot(int, object)
+    def _on_event(self, job_id: int, item: Any) -> None:
+        self._call(job_id, "event", item)
+
+    @Slot(int, object)
     def _on_result(self, job_id: int, result: Any) -> None:
         self._call(job_id, "result", result)
 
@@ -222,9 +256,18 @@ class Tasks(QObject):
         if entry is None:
             return
         entry["handle"]._finished = True
-        entry["thread"].wait(5_000)  # it quits right after emitting finished
+        thread = entry["thread"]
+        if not thread.wait(5_000):  # it quits right after emitting finished ...
+            # ... but a busy machine can delay that: a QThread must never be destroyed
+            # while it runs (Qt aborts), so it is kept until it has ended.
+            self._ending.append(thread)
+            thread.finished.connect(self._drop_ended)
         if entry["finished"] is not None:
             entry["finished"]()
+
+    @Slot()
+    def _drop_ended(self) -> None:
+        self._ending = [t for t in self._ending if t.isRunning()]
 
     def close(self, timeout_ms: int = 30_000) -> bool:
         """At window close: start nothing more, ask running jobs to stop, join them."""

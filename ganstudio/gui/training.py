@@ -150,7 +150,7 @@ class TrainingController(QObject):
         for name in ("preparing", "prepared", "started", "metrics", "samples", "checkpoint",
                      "warning", "paused", "resumed", "finished", "failed", "done"):
             getattr(worker, name).connect(getattr(self, f"_on_{name}"))
-        self.session = TrainingSession(worker)
+        self.session = TrainingSession(worker, win.tasks)
         win.setWindowTitle(f"GAN Studio — {run_dir.name}")
         self.set_state("preparing")
         win.status.set("step", "preparing…")

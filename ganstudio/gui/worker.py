@@ -1,11 +1,15 @@
-"""The training worker: drives :class:`ganstudio.core.engine.Engine` on a QThread.
+"""The training worker: drives :class:`ganstudio.core.engine.Engine` as a studio job.
 
-The engine calls its listeners in the training thread; :class:`TrainingWorker`
-re-emits each engine event as a Qt signal. Receivers are QObjects living in the
-GUI thread, so Qt queues every delivery: the GUI thread never runs training
-code and never waits on the device. Commands (pause, resume, stop, checkpoint
-now, roll back) are plain method calls into the engine's thread-safe mailbox,
-checked between steps.
+Training runs through the studio's one pattern for background work
+(:mod:`ganstudio.gui.tasks`): :meth:`TrainingWorker.job` is the job's function,
+run on the job's own thread. The engine calls its listeners in that thread;
+the worker passes each event on with ``ctx.emit`` (queued, in order), and in the
+GUI thread :meth:`TrainingWorker.deliver` turns it into one of the worker's
+signals, which the window connects to. The GUI thread never runs training code
+and never waits on the device. Commands (pause, resume, stop, checkpoint now,
+roll back) are plain method calls into the engine's thread-safe mailbox,
+checked between steps. ``listeners`` are also called in the training thread
+(the GUI benchmark takes its timestamps there).
 """
 from __future__ import annotations
 
@@ -15,10 +19,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Signal
 
 from ganstudio.core import events as ev
-from .tasks import error_text, track_thread
+from .tasks import TaskContext, TaskHandle, Tasks, error_text
 
 
 def process_memory_bytes() -> int | None:
@@ -32,11 +36,12 @@ def process_memory_bytes() -> int | None:
 
 
 class TrainingWorker(QObject):
-    """Runs one training run in the thread it was moved to.
+    """One training run: :meth:`job` runs in the job's thread, the signals are emitted
+    in the GUI thread.
 
-    ``run()`` prepares the data (in this thread: decoding a folder never blocks
+    ``job()`` prepares the data (in the job's thread: decoding a folder never blocks
     the GUI), builds the engine and trains until done, stopped or failed.
-    ``done`` is always the last signal.
+    ``done`` is always the last signal (the job's ``finished``).
     """
 
     preparing = Signal(int, int)        # files decoded, total files
@@ -55,7 +60,8 @@ class TrainingWorker(QObject):
     def __init__(self, spec: Any, run_dir: str | Path, *, data_folder: str | Path | None,
                  overrides: dict[str, Any], settings: dict[str, Any], resume: bool = False,
                  restart: bool = False,
-                 plugin_manager: Any = None, cache_dir: str | None = None):
+                 plugin_manager: Any = None, cache_dir: str | None = None,
+                 listeners: list[Any] | None = None):
         super().__init__()
         self.spec = spec
         self.run_dir = Path(run_dir)
@@ -67,6 +73,8 @@ class TrainingWorker(QObject):
         self.plugin_manager = plugin_manager
         self.cache_dir = cache_dir
         self.engine: Any = None
+        self.listeners = list(listeners or [])   # called in the training thread
+        self._ctx: TaskContext | None = None
         self._lock = threading.Lock()
         self._pending: list[tuple[str, tuple]] = []
         self._on_cuda = False
@@ -95,21 +103,22 @@ class TrainingWorker(QObject):
     def rollback(self, lr_factor: float = 0.5) -> None:
         self._command("rollback", float(lr_factor))
 
-    # -- the thread's body -------------------------------------------------------------------
-    @Slot()
-    def run(self) -> None:
+    # -- the job (its own thread) ------------------------------------------------------------
+    def job(self, ctx: TaskContext) -> None:
+        """The job's function: train, passing every event on through ``ctx.emit``."""
+        self._ctx = ctx
         try:
             self._train()
         except BaseException as e:  # noqa: BLE001 - every failure reaches the window
-            self.failed.emit(ev.Failed(0, error_text(e), traceback.format_exc()))
+            ctx.emit(ev.Failed(0, error_text(e), traceback.format_exc()))
         finally:
-            self.done.emit()
+            self._ctx = None
 
     def _train(self) -> None:
         from ganstudio.core.engine import Engine, EngineSettings
         from ganstudio.core.errors import UserError
 
-        listeners = [self._forward]
+        listeners = [self._forward, *self.listeners]
         pm = self.plugin_manager
         if pm is not None and hasattr(pm, "metrics_listener"):
             listeners.append(pm.metrics_listener(str(self.run_dir)))
@@ -125,12 +134,12 @@ class TrainingWorker(QObject):
         for name, args in pending:
             getattr(engine, name)(*args)
         try:
-            engine.prepare(progress=lambda done, total: self.preparing.emit(done, total))
+            engine.prepare(progress=lambda done, total: self._emit(("preparing", done, total)))
         except UserError as e:
-            self.failed.emit(ev.Failed(0, str(e)))
+            self._forward(ev.Failed(0, str(e)))
             return
         self._on_cuda = engine.device is not None and engine.device.device.type == "cuda"
-        self.prepared.emit(engine.report)
+        self._emit(("prepared", engine.report))
         engine.run_loop()
 
     def _memory(self) -> int | None:
@@ -139,11 +148,31 @@ class TrainingWorker(QObject):
             return memory_in_use(self.engine.device.device)  # a host-side counter, no sync
         return process_memory_bytes()
 
+    def _emit(self, item: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.emit(item)
+
     def _forward(self, event: ev.Event) -> None:
-        """Engine listener (training thread): one queued signal per event."""
+        """Engine listener (training thread): each event goes to the GUI thread, queued;
+        a metrics event with the memory in use, read here (no device sync)."""
         if isinstance(event, ev.Metrics):
-            self.metrics.emit(event, self._memory())
-        elif isinstance(event, ev.Samples):
+            self._emit((event, self._memory()))
+        else:
+            self._emit(event)
+
+    def deliver(self, item: Any) -> None:
+        """In the GUI thread: one of the worker's signals for each item the job sent."""
+        if isinstance(item, tuple) and item and item[0] == "preparing":
+            self.preparing.emit(item[1], item[2])
+        elif isinstance(item, tuple) and item and item[0] == "prepared":
+            self.prepared.emit(item[1])
+        elif isinstance(item, tuple):
+            self.metrics.emit(item[0], item[1])
+        else:
+            self._signal(item)
+
+    def _signal(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Samples):
             self.samples.emit(event)
         elif isinstance(event, ev.Started):
             self.started.emit(event)
@@ -161,24 +190,37 @@ class TrainingWorker(QObject):
             self.failed.emit(event)
 
 
-class TrainingSession:
-    """A worker plus its QThread: start, command, join."""
+def _app_tasks() -> Tasks:
+    """Jobs for sessions started without a window's Tasks (benchmarks, tests): one
+    runner that lives as long as the application."""
+    app = QCoreApplication.instance()
+    tasks = getattr(app, "_ganstudio_training_tasks", None)
+    if tasks is None:
+        tasks = Tasks(app)
+        app._ganstudio_training_tasks = tasks
+    return tasks
 
-    def __init__(self, worker: TrainingWorker):
+
+class TrainingSession:
+    """A worker run as a studio job: start, command (through ``worker``), join."""
+
+    def __init__(self, worker: TrainingWorker, tasks: Tasks | None = None):
         self.worker = worker
-        self.thread = track_thread(QThread())
-        self.thread.setObjectName("ganstudio-training")
-        worker.moveToThread(self.thread)
-        self.thread.started.connect(worker.run)
-        # Direct: quit() is thread-safe, and a GUI thread blocked in join() still ends it.
-        worker.done.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.tasks = tasks if tasks is not None else _app_tasks()
+        self.handle: TaskHandle | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        w = self.worker
+        self.handle = self.tasks.run(w.job, on_event=w.deliver, on_finished=w.done.emit,
+                                     name="training")
+        if not self.handle.alive and not self.handle.running:   # the runner was closed
+            w.failed.emit(ev.Failed(0, "the studio is closing; nothing new starts"))
+            w.done.emit()
 
     @property
     def running(self) -> bool:
-        return self.thread.isRunning()
+        """True while the training thread runs."""
+        return self.handle is not None and self.handle.alive
 
     def join(self, timeout_ms: int = 60_000) -> bool:
-        return self.thread.wait(timeout_ms)
+        return self.handle.wait(timeout_ms) if self.handle is not None else True

@@ -196,3 +196,34 @@ def test_nothing_starts_once_the_window_is_closed(qtbot, make_window, tiny_pm):
     h = w.studio.run_task(lambda ctx: ran.append(1), on_finished=lambda: finished.append(1))
     assert not h.running and h.cancel_requested and h.wait(0)
     assert ran == [] and finished == []
+
+
+def test_job_events_arrive_in_order_and_a_finished_job_keeps_nothing_alive(qtbot):
+    """``ctx.emit`` streams a job's own events (training does); once it has finished, the
+    runner holds nothing of the job's function (a bound method would keep its object,
+    say a training run's engine, alive)."""
+    import gc
+    import weakref
+    from ganstudio.gui.tasks import Tasks
+
+    class Owner:
+        def job(self, ctx):
+            for i in range(50):
+                ctx.emit(("item", i))
+            return "done"
+
+    tasks = Tasks()
+    owner = Owner()
+    ref = weakref.ref(owner)
+    got, order = [], []
+    handle = tasks.run(owner.job, on_event=got.append,
+                       on_result=lambda r: order.append(("result", r)),
+                       on_finished=lambda: order.append("finished"))
+    qtbot.waitUntil(lambda: "finished" in order, timeout=10_000)
+    assert got == [("item", i) for i in range(50)]
+    assert order == [("result", "done"), "finished"] and not handle.alive
+    del owner, handle
+    qtbot.wait(50)
+    gc.collect()
+    assert ref() is None
+    tasks.deleteLater()

@@ -79,13 +79,13 @@ def test_buttons_drive_training_and_views_show_real_values(qtbot, tiny_window):
     qtbot.waitUntil(lambda: w.state == "running", timeout=10_000)
     qtbot.waitUntil(lambda: steps_seen(w) > paused_at + 5, timeout=20_000)
     # stop: the thread ends and a final checkpoint is written
-    thread = w.session.thread
+    job = w.session.handle          # the training job: its thread must end
     click(qtbot, w, "stop")
     qtbot.waitUntil(lambda: w.state == "idle" and w.session is None, timeout=20_000)
     beat.stop()
     done = w.last_finished
     assert done.reason == "stopped"
-    assert not thread.isRunning()
+    assert not job.alive
     qtbot.waitUntil(lambda: not running_threads(), timeout=10_000)
     run = RunFolder(w.run_dir)
     ckpts = sorted(p.name for p in run.checkpoints_dir.iterdir())
@@ -128,11 +128,11 @@ def test_closing_mid_run_stops_checkpoints_and_joins(qtbot, tiny_window):
     w.confirm_close = lambda: asked.append(1) or True
     w.start_training()
     qtbot.waitUntil(lambda: w.events_seen.get("metrics", 0) >= 2, timeout=30_000)
-    thread = w.session.thread
+    job = w.session.handle          # the training job: its thread must end
     w.close()
     assert asked == [1]
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=30_000)
-    assert not thread.isRunning()
+    assert not job.alive
     qtbot.waitUntil(lambda: not running_threads(), timeout=10_000)
     run = RunFolder(w.run_dir)
     assert run.has_checkpoint()

@@ -208,8 +208,7 @@ class StartFrom(QObject):
         p = self.pending
         spec = self.win.model_panel.current_spec()
         text = (f"Next run starts from <b>{html.escape(p.title)}</b> (step {p.step:,}) — "
-                "its network weights, fresh optimizers. It trains on the folder in the "
-                "Dataset panel.")
+                "its network weights, fresh optimizers; images from the Dataset panel.")
         if spec is not None and spec.field(FREEZE_SETTING) is not None:
             link = "#17457f" if current_theme() == "light" else "#9cc3ff"
             text += (f" <a href='{FREEZE_SETTING}' style='color:{link}'>Freeze D's first "
@@ -232,6 +231,16 @@ class StartFrom(QObject):
         """The new run started from ``source``: the choice is used up."""
         if self.pending is source:
             self.clear()
+
+    def use_source_settings(self) -> None:
+        """Put the source run's settings back into the form (after a refusal)."""
+        p, form = self.pending, self.win.model_panel.form
+        spec = self.win.model_panel.current_spec()
+        if p is None or form is None or spec is None:
+            return
+        form.set_values({k: v for k, v in p.config.items() if spec.field(k)})
+        self.win.scan_dataset()
+        self.win.say(f"The settings of {p.title} are back; press Start.", 8000)
 
     def refusal_text(self, source: PendingStart, refusal: dict) -> str:
         """The window's sentence for the engine's refusal (``refusal``: the worker's

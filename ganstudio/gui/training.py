@@ -398,9 +398,14 @@ class TrainingController(QObject):
             remove_empty_run_folder(run_dir)
         win.set_run(None)
         win.setWindowTitle("GAN Studio")
-        text = (win.start_from.refusal_text(source, refusal) if source is not None
-                else f"Cannot start this run: {refusal.get('message', '')}")
-        win.show_error(text, kind="start-from")
+        win.status.clear_run()
+        if source is None:
+            win.show_error(f"Cannot start this run: {refusal.get('message', '')}")
+            return
+        actions = [("Use its settings", win.start_from.use_source_settings)] \
+            if win.start_from.pending is source else []
+        win.show_error(win.start_from.refusal_text(source, refusal), actions,
+                       kind="start-from")
 
     def _on_done(self) -> None:
         session = self.session

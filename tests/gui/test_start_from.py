@@ -184,8 +184,10 @@ def test_settings_that_change_the_networks_are_refused_in_words(qtbot, tiny_wind
     assert new_runs(source.parent, source) == [] and files_of(source) == before
     assert w.start_from.pending is not None and w.start_from.line.isVisible()
     assert w.run_dir is None and w.windowTitle() == "GAN Studio"
-    # set back, it starts
-    w.model_panel.form.set_values({"resolution": 16})
+    # the offered fix puts the run's settings back; then it starts
+    qtbot.mouseClick(w.info_bar.buttons["Use its settings"], Qt.LeftButton)
+    assert w.model_panel.config()["resolution"] == 16
+    assert w.status_labels["step"].text() == ""        # no "preparing…" left behind
     with qtbot.waitSignal(w.trainer.done, timeout=60_000):
         assert w.start_training()
     [new] = new_runs(source.parent, source)

@@ -124,3 +124,11 @@ def memory_in_use(device: torch.device) -> int | None:
         except Exception:  # pragma: no cover - depends on the platform
             return None
     return None
+
+
+def cuda_device_count() -> int:
+    """How many CUDA GPUs this process can use (0 without CUDA)."""
+    try:
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - a broken driver: no GPU to offer
+        return 0

@@ -164,7 +164,7 @@ class RunEstimator(QObject):
             self.box.clear()    # the form says what is wrong; nothing to measure
             return
         steps = int(self.panel.steps.value())
-        device = self.panel.device.currentText()
+        device = self.panel.device_choice()[0]   # all GPUs: the time of one GPU's share
         precision = self.panel.precision.currentText()
         long_s = self.long_s
         gen = self.generation

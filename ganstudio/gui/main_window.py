@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
         self.studio = StudioAPI(self, self.tasks, current_run=lambda: self.run_dir,
                                 runs_root=lambda: Path(self.browser.root or default_runs_root()),
                                 plugin_manager=lambda: self.pm,
-                                device=lambda: self.model_panel.device.currentText(),
+                                device=lambda: self.model_panel.device_choice()[0],
                                 show_status=self.show_status, open_run=self.open_run)
         self._build_views()
         self.status = StatusLabels(self.statusBar())
@@ -319,11 +319,13 @@ class MainWindow(QMainWindow):
         """Models are known: fill the model panel, add the plugins' tabs and apply the
         command line. The Model list holds the GANs trained on a folder; other kinds
         (style networks, image-to-image jobs) live in the tabs their plugins offer."""
+        from ganstudio.core.devices import cuda_device_count
         from ganstudio.core.model import GAN  # torch is loaded by now
         self.pm = pm
         failed = [(name, info.error) for name, info in pm.plugins.items()
                   if info.status == "error"]
         self.model_panel.set_models(pm.models(kind=GAN), failed)
+        self.model_panel.set_gpu_count(cuda_device_count())
         self.panel_host.add_plugin_panels(pm, self.studio)
         opts = self.options
         wanted = opts.model or self.settings.value("last_model")

@@ -243,7 +243,7 @@ class ModelPanel(QWidget):
         return self.form.values() if self.form is not None else {}
 
     def engine_settings(self) -> dict[str, Any]:
-        return {"total_steps": int(self.steps.value()), "device": self.device.currentText(),
+        return {"total_steps": int(self.steps.value()), "device": self.device_choice()[0],
                 "precision": self.precision.currentText(),
                 "sample_every_s": float(self.sample_every.value()),
                 "checkpoint_every_s": float(self.checkpoint_every.value()),
@@ -269,8 +269,27 @@ class ModelPanel(QWidget):
                     "train in colour).")
         return None
 
+    def device_choice(self) -> tuple[str, int]:
+        """(device, processes): ("cuda", N) for "all GPUs (N)", else (the device, 1)."""
+        data = self.device.currentData()
+        if isinstance(data, dict):
+            return str(data["device"]), int(data["nproc"])
+        return self.device.currentText(), 1
+
+    def add_process_choice(self, label: str, device: str, nproc: int) -> None:
+        """A Device entry that trains on ``nproc`` processes (one per GPU)."""
+        if self.device.findText(label) < 0:
+            self.device.addItem(label, {"device": device, "nproc": int(nproc)})
+
+    def set_gpu_count(self, count: int) -> None:
+        """More than one CUDA GPU: offer "all GPUs (N)" (a run on N processes)."""
+        if count > 1:
+            self.add_process_choice(f"all GPUs ({count})", "cuda", count)
+
     def set_device(self, name: str) -> None:
         i = self.device.findText(name)
+        if i < 0 and name.startswith("all GPUs"):
+            return    # remembered from a machine with several GPUs: not offered here
         if i < 0:
             self.device.addItem(name)
             i = self.device.count() - 1

@@ -138,11 +138,13 @@ class RunViewer(QObject):
         return info
 
     # -- watching ----------------------------------------------------------------------------
-    def watch_run(self, run_dir: str | Path, interval_ms: int = 1000) -> bool:
-        """Follow a run that another process writes: new metrics and grids as they land."""
+    def watch_run(self, run_dir: str | Path, interval_ms: int = 1000, *,
+                  own: bool = False) -> bool:
+        """Follow a run that another process writes: new metrics and grids as they land.
+        ``own``: the studio launched it (a run on several processes)."""
         from .watcher import RunWatcher
         win = self.win
-        if win.trainer.training:
+        if win.trainer.training and not own:
             win.show_error("Training is running here; stop it before watching another run.")
             return False
         run_dir = Path(run_dir)

@@ -171,6 +171,10 @@ class TrainingController(QObject):
         win.chart.clear()
         win.samples.clear()
         win.status.clear_run()
+        device, nproc = win.model_panel.device_choice()
+        if nproc > 1:        # all GPUs: the launcher in a child process, watched live
+            return self._start_launched(spec, run_dir, data, config, device, nproc,
+                                        resume=resume and not restart)
         worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=config,
                                 settings=win.model_panel.engine_settings(),
                                 resume=resume and not restart, restart=restart,
@@ -185,6 +189,27 @@ class TrainingController(QObject):
         self.session.start()
         if resume and not restart:
             win.viewer.load_history(run_dir, self.live_rows)  # the run's earlier past
+        return True
+
+    def _start_launched(self, spec: Any, run_dir: Path, data: Any, config: dict,
+                        device: str, nproc: int, resume: bool) -> bool:
+        from .launched_run import LaunchedSession, train_command
+        win = self.win
+        argv = train_command(spec.id, data or "", run_dir, config,
+                             win.model_panel.engine_settings(), nproc, device=device,
+                             plugins_dir=win.options.plugins_dir)
+        if resume:
+            argv.append("--resume")
+        if not data:      # a resumed run reads its own folder from its run.json
+            i = argv.index("--data")
+            del argv[i:i + 2]
+        session = LaunchedSession.begin(self, argv, run_dir, nproc)
+        if session is None:
+            return False
+        self.session = session
+        win.setWindowTitle(f"GAN Studio — {run_dir.name}")
+        self.set_state("preparing")
+        win.status.set("step", f"starting {nproc} processes…")
         return True
 
     def _check_own_data(self, run_dir: Path) -> bool:

@@ -122,10 +122,11 @@ class RunBrowser(QWidget):
             b.setEnabled(False)
             b.clicked.connect(lambda _=False, s=signal: self._emit(s))
             self.buttons[key] = b
-            bottom.addWidget(b)
+            if key != "export":
+                bottom.addWidget(b)
         bottom.addStretch(1)
-        # Renaming sits at the right, apart from the actions that open or change a run's
-        # training; the row must still fit the narrowest window.
+        # Exporting and renaming sit at the right, apart from the actions that open or
+        # train a run; each row must still fit the narrowest window.
         rename = QPushButton("Rename…")
         rename.setToolTip("Give the selected run a name of your own (its folder keeps its "
                           "name)")
@@ -135,6 +136,7 @@ class RunBrowser(QWidget):
         self.status = QLabel("")
         status_row = QHBoxLayout()
         status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.buttons["export"])
         status_row.addWidget(rename)
         lay = QVBoxLayout(self)
         lay.addLayout(top)

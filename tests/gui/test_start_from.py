@@ -210,3 +210,25 @@ def test_the_line_offers_freezing_d_where_the_model_has_that_setting(
     w.activateWindow()
     line.label.linkActivated.emit("freeze_d")
     qtbot.waitUntil(w.model_panel.form.editors["freeze_d"].hasFocus, timeout=2000)
+
+
+def test_a_started_over_run_starts_again_from_the_run_it_records(qtbot, tiny_window,
+                                                                 finished_run):
+    """Out of memory at its first step (no checkpoint yet): the offered smaller batch
+    starts the new folder over from step 0, again from the source's weights."""
+    source, _engine = finished_run
+    w = tiny_window(runs_root=str(source.parent))
+    assert w.start_from.choose(source)
+    w.model_panel.form.set_values({"max_batch": 4})     # the tiny model's simulated OOM
+    assert w.start_training()
+    qtbot.waitUntil(lambda: w.state == "idle" and w.events_seen.get("failed"), timeout=30_000)
+    new = w.run_dir
+    assert w.start_from.pending is None                 # it had started
+    qtbot.mouseClick(w.info_bar.buttons["Apply batch_size = 4 and resume"], Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.events_seen.get("metrics", 0) >= 2, timeout=30_000)
+    w.stop_training()
+    qtbot.waitUntil(lambda: w.state == "idle", timeout=20_000)
+    info = json.loads((new / "run.json").read_text())
+    assert info["config"]["batch_size"] == 4
+    assert info["init_from"]["run"] == str(source) and info["init_from"]["step"] == 12
+    assert np.array_equal(grid(new, 0), grid(source, 12))

@@ -119,7 +119,8 @@ class StartFrom(QObject):
         try:
             info = info if info is not None else RunFolder(run_dir).read_info()
         except UserError as e:
-            return str(e)[:1].upper() + str(e)[1:] + "."
+            text = str(e).rstrip(".")
+            return text[:1].upper() + text[1:] + "."
         model_id = info.get("model_id")
         spec = next((s for s in self.win.model_panel.specs if s.id == model_id), None)
         if spec is None:
@@ -157,8 +158,7 @@ class StartFrom(QObject):
         title = run_title(run_dir, info)
         why = self.why_not(run_dir, info)
         if why is not None:
-            win.show_error(f"Cannot start from {title}: {why[:1].lower() + why[1:]}",
-                           kind="start-from")
+            win.show_error(f"Cannot start from {title}. {why}", kind="start-from")
             return False
         try:
             win.viewer.prefill(run_dir, info, keep_folder=bool(win.dataset_panel.folder),
@@ -227,7 +227,7 @@ class StartFrom(QObject):
                        f"{self.pending.title}.")
 
     # -- the run's start ---------------------------------------------------------------------
-    def started(self, source: PendingStart, record: dict | None = None) -> None:
+    def started(self, source: PendingStart) -> None:
         """The new run started from ``source``: the choice is used up."""
         if self.pending is source:
             self.clear()

@@ -145,8 +145,8 @@ def test_only_runs_of_a_model_that_offers_it_with_a_checkpoint_can_be_started_fr
         w.browser.context_menu.close()
         # the Training menu with that run selected refuses in words, changing nothing
         assert not w.start_from.choose_selected()
-        assert w.info_bar.kind == "start-from" and why[:-1].lower() in \
-            w.info_bar.label.text().lower()
+        assert w.info_bar.kind == "start-from" and \
+            w.info_bar.label.text() == f"Cannot start from {run.name}. {why}"
         assert w.start_from.pending is None and not w.start_from.line.isVisible()
     assert w.browser.select(str(good))
     assert button.isEnabled()

@@ -44,7 +44,7 @@ def make_action(parent, key: str, text: str, slot: Callable[[], object], tip: st
 class WindowActions:
     """Builds the toolbar and menus of ``win`` from the slots it is given.
 
-    ``slots`` maps each action key to its callable: start, pause, resume, stop,
+    ``slots`` maps each action key to its callable: start, start_from, pause, resume, stop,
     checkpoint, export, open_data, demo, open_run, watch_run, theme (name -> None).
     """
 
@@ -75,6 +75,12 @@ class WindowActions:
         for key, button in self.buttons.items():
             button.setObjectName(f"button_{key}")
 
+        # Menu only: the run it starts from is the one selected in the Runs tab.
+        self.by_key["start_from"] = mk(
+            "start_from", "Start from run…", slots["start_from"],
+            "Start a new run from the network weights of the run selected in the Runs tab "
+            "(fine-tuning)", "start")
+
         menu = win.menuBar()
         f = menu.addMenu("&File")
         f.addAction(mk("open_data", "Open image folder…", slots["open_data"],
@@ -94,6 +100,8 @@ class WindowActions:
         t = menu.addMenu("&Training")
         for key in TRAINING_KEYS:
             t.addAction(self.by_key[key])
+            if key == "start":
+                t.addAction(self.by_key["start_from"])
         v = menu.addMenu("&View")
         for dock in docks:
             v.addAction(dock.toggleViewAction())
@@ -134,6 +142,7 @@ class WindowActions:
         """Enable what the training state allows."""
         a = self.by_key
         a["start"].setEnabled(state == "idle" and ready)
+        a["start_from"].setEnabled(state == "idle" and ready)
         a["pause"].setEnabled(state == "running")
         a["resume"].setEnabled(state == "paused")
         a["stop"].setEnabled(state in ("preparing", "running", "paused"))

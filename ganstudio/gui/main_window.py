@@ -44,6 +44,7 @@ from .status import StatusLabels
 from .settings_memory import SettingsMemory
 from .tasks import Tasks
 from .theme import apply_theme, current_theme, icon
+from .start_from import StartFrom
 from .training import TrainingController
 from .widgets import InfoBar
 
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self.trainer.progressed.connect(self._refresh_runs_soon)
         self.viewer = RunViewer(self)
         self.viewer.runOpened.connect(self.runOpened)
+        self.start_from = StartFrom(self)   # "Start from this run…": the next run's weights
         self.demo = DemoSettings(self.model_panel, self.say, lambda: bool(self.options.steps))
         self.estimator = RunEstimator(self.model_panel, self.model_panel.estimate_box,
                                       self.tasks, idle=lambda: self.trainer.state == "idle")
@@ -106,7 +108,8 @@ class MainWindow(QMainWindow):
         if not lazy_chart:
             self.ensure_chart()
         self.window_actions = WindowActions(self, {
-            "start": self.start_training, "pause": self.trainer.pause,
+            "start": self.start_training, "start_from": self.start_from.choose_selected,
+            "pause": self.trainer.pause,
             "resume": self.trainer.resume, "stop": self.trainer.stop,
             "checkpoint": self.trainer.checkpoint_now,
             "export": lambda: self.exporter.show_dialog(),

@@ -128,6 +128,11 @@ class ModelPanel(QWidget):
         lay.addWidget(self.plugin_note)
         lay.addWidget(self.split, 1)
 
+    def add_notice(self, widget: QWidget) -> None:
+        """A line about the next run, shown under the model list (e.g. what it starts
+        from)."""
+        self.layout().insertWidget(1, widget)
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         super().resizeEvent(event)
         self._share_height()

@@ -3,7 +3,7 @@ resolution, steps, date, device); runs can be renamed (a display name in run.jso
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
@@ -13,6 +13,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QLab
 from ganstudio.core.errors import UserError
 from ganstudio.core.runs import RunFolder, list_runs
 from .tasks import Tasks
+
+START_FROM_TIP = ("Train a new run from this run's network weights (fresh optimizers, "
+                  "step 0), e.g. on a small second folder of images")
 
 COLUMNS = ["Run", "Model", "Dataset", "Resolution", "Steps", "Created", "Device"]
 
@@ -64,6 +67,7 @@ class RunBrowser(QWidget):
     openRequested = Signal(str)
     watchRequested = Signal(str)
     resumeRequested = Signal(str)
+    startFromRequested = Signal(str)   # a new run from this run's network weights
     exportRequested = Signal(str)
     refreshed = Signal(int)
     renamed = Signal(str, str)     # run folder, new display name ("" = none)
@@ -93,7 +97,14 @@ class RunBrowser(QWidget):
         self.tree.setRootIsDecorated(False)
         self.tree.setSelectionMode(QAbstractItemView.SingleSelection)
         self.tree.itemDoubleClicked.connect(lambda *_: self._emit(self.openRequested))
-        self.tree.itemSelectionChanged.connect(self._update_buttons)
+        self.tree.itemSelectionChanged.connect(self.update_buttons)
+        self.tree.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        #: (run folder, run.json info) -> why "Start from this run…" is not offered, or
+        #: None; set by the window (it knows the models)
+        self.start_from_check: Callable[[str, dict | None], str | None] = \
+            lambda _path, _info: "The models are still loading."
+        self.infos: dict[str, dict] = {}
         self.buttons = {}
         bottom = QHBoxLayout()
         for key, text, signal, tip in (
@@ -102,6 +113,8 @@ class RunBrowser(QWidget):
                  "Follow a run that another process (e.g. the command line) is writing"),
                 ("resume", "Resume training", self.resumeRequested,
                  "Continue training from the run's latest checkpoint"),
+                ("start_from", "Start from this run…", self.startFromRequested,
+                 START_FROM_TIP),
                 ("export", "Export…", self.exportRequested,
                  "Export grids, samples, a time-lapse or the generator")):
             b = QPushButton(text)
@@ -109,10 +122,11 @@ class RunBrowser(QWidget):
             b.setEnabled(False)
             b.clicked.connect(lambda _=False, s=signal: self._emit(s))
             self.buttons[key] = b
-            bottom.addWidget(b)
+            if key != "export":
+                bottom.addWidget(b)
         bottom.addStretch(1)
-        # Renaming sits at the right, apart from the actions that open or change a run's
-        # training; the row must still fit the narrowest window.
+        # Exporting and renaming sit at the right, apart from the actions that open or
+        # train a run; each row must still fit the narrowest window.
         rename = QPushButton("Rename…")
         rename.setToolTip("Give the selected run a name of your own (its folder keeps its "
                           "name)")
@@ -122,6 +136,7 @@ class RunBrowser(QWidget):
         self.status = QLabel("")
         status_row = QHBoxLayout()
         status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.buttons["export"])
         status_row.addWidget(rename)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
@@ -153,6 +168,7 @@ class RunBrowser(QWidget):
     def _fill(self, found: list) -> None:
         self.tree.clear()
         self.summaries = [s for s, _ in found]
+        self.infos = {str(s.path): s.info for s in self.summaries}
         keep = self.selected()
         for summary, thumb in found:
             item = QTreeWidgetItem(run_row(summary.info, summary.path.name, summary.steps,
@@ -171,7 +187,7 @@ class RunBrowser(QWidget):
             self.select(keep)
         self.status.setText(f"{len(found)} run(s)" if found else
                             "No runs here yet. Train one, or choose the folder that holds them.")
-        self._update_buttons()
+        self.update_buttons()
         self.refreshed.emit(len(found))
 
     def select(self, run_dir: str) -> bool:
@@ -187,10 +203,38 @@ class RunBrowser(QWidget):
         item = self.tree.currentItem()
         return item.data(0, Qt.UserRole) if item is not None else None
 
-    def _update_buttons(self) -> None:
-        on = self.selected() is not None
+    def start_from_problem(self, path: str | None) -> str | None:
+        """Why the run at ``path`` cannot be started from (None: it can)."""
+        if not path:
+            return "Select a run first."
+        return self.start_from_check(path, self.infos.get(path))
+
+    def update_buttons(self) -> None:
+        path = self.selected()
         for b in self.buttons.values():
-            b.setEnabled(on)
+            b.setEnabled(path is not None)
+        b = self.buttons["start_from"]
+        why = self.start_from_problem(path) if path is not None else None
+        b.setEnabled(path is not None and why is None)
+        b.setToolTip(why or START_FROM_TIP)
+
+    def _context_menu(self, pos) -> None:
+        from PySide6.QtWidgets import QMenu
+        item = self.tree.itemAt(pos)
+        if item is None:
+            return
+        self.tree.setCurrentItem(item)
+        menu = QMenu(self)
+        menu.setToolTipsVisible(True)
+        for key in ("open", "watch", "resume", "start_from", "export", "rename"):
+            b = self.buttons[key]
+            a = menu.addAction(b.text())
+            a.setObjectName(f"runMenu_{key}")
+            a.setEnabled(b.isEnabled())
+            a.setToolTip(b.toolTip())
+            a.triggered.connect(b.click)
+        self.context_menu = menu          # tests read it
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
 
     def _ask_rename(self) -> None:
         from PySide6.QtWidgets import QInputDialog

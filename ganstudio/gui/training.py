@@ -41,6 +41,30 @@ def dataset_problem(info: dict) -> str | None:
     return None
 
 
+def recorded_init_from(run_dir: Path) -> str | None:
+    """``RUN:STEP`` a run recorded starting from (its run.json ``init_from``), or None."""
+    try:
+        record = RunFolder(run_dir).read_info().get("init_from") if \
+            RunFolder(run_dir).exists() else None
+    except UserError:
+        return None
+    if isinstance(record, dict) and record.get("run") and isinstance(record.get("step"), int):
+        return f"{record['run']}:{record['step']}"
+    return None
+
+
+def remove_empty_run_folder(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its lock file (a run that never began)."""
+    try:
+        entries = list(run_dir.iterdir())
+        if all(e.name == ".lock" and e.is_file() for e in entries):
+            for e in entries:
+                e.unlink()
+            run_dir.rmdir()
+    except OSError:
+        pass
+
+
 class TrainingController(QObject):
     """Owns the training session and its state: idle, preparing, running, paused, stopping.
 
@@ -63,6 +87,8 @@ class TrainingController(QObject):
         self.meter = SpeedMeter()
         self.first_run_dir: str | None = win.options.run
         self.ask_folder = self._ask_folder  # tests replace it
+        self.starting_from: Any = None      # the PendingStart the session's run starts from
+        self.new_folder = False             # the session's run folder did not exist before
 
     @property
     def training(self) -> bool:
@@ -130,6 +156,12 @@ class TrainingController(QObject):
             win.show_error("Choose a folder of images first (or use the demo images).",
                            [("Use demo images", win.use_demo_dataset)])
             return False
+        # a new run may start from another run's networks (the Model dock says so); a
+        # folder started over from step 0 starts again from what its run.json records
+        self.starting_from = win.start_from.pending if not resume else None
+        init_from = (self.starting_from.reference if self.starting_from is not None
+                     else recorded_init_from(run_dir) if restart else None)
+        self.new_folder = not run_dir.exists()
         win.viewer.stop_watching()
         win.clear_error()
         win.set_run(run_dir)
@@ -146,9 +178,9 @@ class TrainingController(QObject):
         worker = TrainingWorker(spec, run_dir, data_folder=data, overrides=config,
                                 settings=win.model_panel.engine_settings(),
                                 resume=resume and not restart, restart=restart,
-                                plugin_manager=win.pm)
+                                init_from=init_from, plugin_manager=win.pm)
         for name in ("preparing", "prepared", "started", "metrics", "samples", "checkpoint",
-                     "warning", "paused", "resumed", "finished", "failed", "done"):
+                     "warning", "paused", "resumed", "finished", "failed", "refused", "done"):
             getattr(worker, name).connect(getattr(self, f"_on_{name}"))
         self.session = TrainingSession(worker, win.tasks)
         win.setWindowTitle(f"GAN Studio — {run_dir.name}")
@@ -293,7 +325,11 @@ class TrainingController(QObject):
         status.set("step", step_text(event.step, event.total_steps))
         self.set_state("running")
         verb = "Resumed" if event.resumed else "Started"
-        self.win.say(f"{verb} {event.model_id} in {event.run_dir}", 5000)
+        source, self.starting_from = self.starting_from, None
+        start = f" from {source.title} (step {source.step:,})" if source is not None else ""
+        self.win.say(f"{verb} {event.model_id} in {event.run_dir}{start}", 8000)
+        if source is not None:
+            self.win.start_from.started(source)
         self.win.studio.runs_changed.emit()
 
     def _on_metrics(self, event: Any, memory: Any) -> None:
@@ -375,6 +411,26 @@ class TrainingController(QObject):
         extra = advice(event)
         win.show_error(f"Training stopped with an error: {event.message}."
                        f"{' ' + extra if extra else ''}{where}", actions, kind="failed")
+
+    def _on_refused(self, refusal: dict) -> None:
+        """The new run's settings do not fit the source run's networks: nothing was
+        trained; the empty folder made for it goes, and the choice stays for another try."""
+        self._count("refused")
+        win = self.win
+        source = self.starting_from
+        run_dir = win.run_dir
+        if self.new_folder and run_dir is not None:
+            remove_empty_run_folder(run_dir)
+        win.set_run(None)
+        win.setWindowTitle("GAN Studio")
+        win.status.clear_run()
+        if source is None:
+            win.show_error(f"Cannot start this run: {refusal.get('message', '')}")
+            return
+        actions = [("Use its settings", win.start_from.use_source_settings)] \
+            if win.start_from.pending is source else []
+        win.show_error(win.start_from.refusal_text(source, refusal), actions,
+                       kind="start-from")
 
     def _on_done(self) -> None:
         session = self.session

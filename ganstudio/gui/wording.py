@@ -58,3 +58,19 @@ def with_advice(event: Any) -> str:
     if extra:
         text = text.rstrip(".") + ". " + extra
     return text
+
+
+def start_from_refusal(title: str, changed: list[tuple[str, Any, Any]], detail: str) -> str:
+    """The engine refused to start a new run from ``title``'s weights because the networks
+    do not fit: name the settings changed from that run (label, there, here), else the
+    engine's own detail (which tensors differ)."""
+    if changed:
+        what = ", ".join(f"{label} {value_text(there)} → {value_text(here)}"
+                         for label, there, here in changed)
+        return (f"Cannot start from {title}: its networks do not fit these settings "
+                f"(changed from that run: {what}). Set them back in the Model panel, or "
+                "clear “starts from” (×) to train from scratch.")
+    _, _, why = detail.partition(" do not fit this model: ")
+    why = why or detail
+    return (f"Cannot start from {title}: its networks do not fit this model ({why}). "
+            "Clear “starts from” (×) to train from scratch.")

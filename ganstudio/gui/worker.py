@@ -55,11 +55,13 @@ class TrainingWorker(QObject):
     resumed = Signal(object)            # ev.Resumed
     finished = Signal(object)           # ev.Finished
     failed = Signal(object)             # ev.Failed (training errors and preparation errors)
+    refused = Signal(object)            # {"message", "config"}: the init_from run's networks
+                                        # do not fit this model (nothing was trained)
     done = Signal()
 
     def __init__(self, spec: Any, run_dir: str | Path, *, data_folder: str | Path | None,
                  overrides: dict[str, Any], settings: dict[str, Any], resume: bool = False,
-                 restart: bool = False,
+                 restart: bool = False, init_from: str | None = None,
                  plugin_manager: Any = None, cache_dir: str | None = None,
                  listeners: list[Any] | None = None):
         super().__init__()
@@ -70,6 +72,7 @@ class TrainingWorker(QObject):
         self.settings = dict(settings)
         self.resume = resume
         self.restart = restart  # start the run's folder over (its history is set aside)
+        self.init_from = init_from  # RUN[:CHECKPOINT]: a new run starts from its weights
         self.plugin_manager = plugin_manager
         self.cache_dir = cache_dir
         self.engine: Any = None
@@ -126,7 +129,7 @@ class TrainingWorker(QObject):
         engine = Engine(self.spec, self.run_dir, data_folder=self.data_folder,
                         overrides=self.overrides, settings=EngineSettings(**self.settings),
                         listeners=listeners, resume=self.resume, restart=self.restart,
-                        cache_dir=self.cache_dir,
+                        cache_dir=self.cache_dir, init_from=self.init_from,
                         plugin_version=version)
         with self._lock:
             self.engine = engine
@@ -136,7 +139,11 @@ class TrainingWorker(QObject):
         try:
             engine.prepare(progress=lambda done, total: self._emit(("preparing", done, total)))
         except UserError as e:
-            self._forward(ev.Failed(0, str(e)))
+            if self.init_from and engine.model is not None and engine.init_record is None:
+                # the model was built but the source's weights did not go in
+                self._emit(("refused", {"message": str(e), "config": dict(engine.config)}))
+            else:
+                self._forward(ev.Failed(0, str(e)))
             return
         self._on_cuda = engine.device is not None and engine.device.device.type == "cuda"
         self._emit(("prepared", engine.report))
@@ -166,6 +173,8 @@ class TrainingWorker(QObject):
             self.preparing.emit(item[1], item[2])
         elif isinstance(item, tuple) and item and item[0] == "prepared":
             self.prepared.emit(item[1])
+        elif isinstance(item, tuple) and item and item[0] == "refused":
+            self.refused.emit(item[1])
         elif isinstance(item, tuple):
             self.metrics.emit(item[0], item[1])
         else:

@@ -186,6 +186,9 @@ def _fake_plugin():
             self.opt.load_state_dict(state["opt"])
             self.calls = int(state["calls"])
 
+        def load_weights(self, state):   # fine-tuning: the network, not SGD's state
+            self.G.load_state_dict(state["G"])
+
         def generator_module(self):
             return self.G
 
@@ -208,7 +211,7 @@ def _fake_plugin():
             ]
             return [ModelSpec(id="tiny", name="Tiny test GAN", kind=GAN, schema=schema,
                               factory=TinyGAN, help="A linear generator for tests.",
-                              learning_rates=("lr",))]
+                              learning_rates=("lr",), capabilities=frozenset({"finetune"}))]
 
     return FakePlugin()
 

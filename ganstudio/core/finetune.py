@@ -111,6 +111,7 @@ def resolve(reference: str, spec: ModelSpec) -> Source:
         raise UserError(f"model '{spec.id}' cannot start from another run's weights (it does "
                         f"not declare the '{CAPABILITY}' capability)")
     folder, which = split_reference(reference)
+    folder = folder.absolute()      # recorded in run.json: valid from any working folder
     run = RunFolder(folder)
     if not folder.is_dir():
         raise UserError(f"run folder not found: {folder}")

@@ -200,6 +200,15 @@ def test_resuming_a_finetuned_run_does_not_reload_the_source(source, tmp_path):
     assert info["init_from"]["step"] == 3
 
 
+def test_starting_a_finetuned_run_over_forgets_its_source_unless_given_again(source, tmp_path):
+    new = tmp_path / "new"
+    _train(_spec(), new, 2, init_from=str(source))
+    _train(_spec(), new, 2, restart=True)                 # fresh weights from step 0
+    assert "init_from" not in json.loads((new / "run.json").read_text())
+    _train(_spec(), new, 2, restart=True, init_from=str(source))
+    assert json.loads((new / "run.json").read_text())["init_from"]["step"] == 3
+
+
 def test_split_reference(tmp_path):
     odd = tmp_path / "a:b"
     odd.mkdir()

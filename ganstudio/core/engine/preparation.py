@@ -171,6 +171,10 @@ def _write_run_info(e: Engine, info: dict[str, Any] | None) -> None:
         run_info["init_from"] = e.init_record
     if info is not None:
         run_info["created"] = info.get("created")
+        if e.restart_requested and e.init_record is None:
+            # started over from fresh weights: where the old history started is not
+            # where this one does
+            info = {k: v for k, v in info.items() if k != "init_from"}
         e.run.write_info({**info, **run_info})
     else:
         e.run.create(run_info)

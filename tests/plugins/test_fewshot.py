@@ -278,3 +278,25 @@ def test_the_alarm_and_kid_run_on_it(spec, tmp_path):
     keys = set().union(*rows)
     assert {"d_auc", "diversity", "kid"} <= keys, keys
     assert "failed" not in (tmp_path / "run" / "events.log").read_text()
+
+
+def test_a_short_run_lowers_kid(spec, tmp_path):
+    """It learns: the engine's KID (random features, the same fixed latents each time)
+    falls over 60 steps at 64 px on 64 images (measured: 1.205 at step 10, 0.849 at 60)."""
+    settings = EngineSettings(total_steps=60, log_every_steps=10, log_every_s=1e9,
+                              sample_every_steps=60, sample_every_s=1e9,
+                              checkpoint_every_steps=0, checkpoint_every_s=0, n_samples=4,
+                              monitors=True, alarm_every_steps=0, quality_every_steps=10,
+                              quality_samples=64, quality_features="random", device="cpu",
+                              precision="fp32")
+    torch.manual_seed(0)
+    eng = Engine(spec, tmp_path / "run", settings=settings,
+                 overrides={"resolution": 64, "g_features": 8, "d_features": 8,
+                            "batch_size": 8},
+                 images=kit.tiny_images(64, 3, 64, seed=3))
+    eng.prepare()
+    assert eng.run_loop().__class__.__name__ == "Finished"
+    kid = [r["kid"] for r in _metrics(tmp_path / "run") if "kid" in r]
+    assert len(kid) == 6
+    assert kid[-1] < 0.85 * kid[0], kid
+    assert min(kid[-2:]) < min(kid[:2]), kid

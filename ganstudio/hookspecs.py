@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ganstudio.bench.reference import BenchmarkReference
     from ganstudio.core.model import ModelSpec
     from ganstudio.panels import PanelSpec
 
@@ -97,4 +98,28 @@ def ganstudio_studio_panels() -> "list[PanelSpec]":
         def ganstudio_studio_panels():
             from .panel import make_panel          # imports Qt
             return [PanelSpec(id="my-tab", title="My tab", factory=make_panel)]
+    """
+
+
+@hookspec
+def ganstudio_benchmark_references() -> "list[BenchmarkReference]":
+    """Return models the benchmark may train next to the classic DCGAN example, as a
+    list of ``ganstudio.bench.reference.BenchmarkReference``.
+
+    Called only by the benchmark (``ganstudio bench``, ``python -m
+    ganstudio.bench.profile_step``), once, in the main thread. Each reference names
+    a model of this plugin, the settings that make it train the example's networks
+    with the example's recipe, and how to reach those two networks in a built model.
+
+    Example::
+
+        @ganstudio.hookimpl
+        def ganstudio_benchmark_references():
+            from ganstudio.bench.reference import BenchmarkReference
+            return [BenchmarkReference(
+                model_id="my-dcgan",
+                settings=lambda resolution, batch_size, features, channels_last=None: {
+                    "resolution": resolution, "batch_size": batch_size,
+                    "width": features},
+                networks=lambda model: (model.G, model.D))]
     """

@@ -415,6 +415,20 @@ class PluginManager:
         found.sort(key=lambda s: (s.order, s.title))
         return found, problems
 
+    def benchmark_references(self) -> list[Any]:
+        """The models plugins offer for the benchmark's comparison with the classic
+        DCGAN example (``ganstudio_benchmark_references``), in plugin order; a plugin
+        whose hook fails offers none. Called by the benchmark only."""
+        from ganstudio.bench.reference import BenchmarkReference
+        found: list[Any] = []
+        for impl in self.pm.hook.ganstudio_benchmark_references.get_hookimpls():
+            try:
+                refs = impl.function()
+            except Exception:  # noqa: BLE001 - a broken plugin offers nothing
+                continue
+            found.extend(r for r in (refs or []) if isinstance(r, BenchmarkReference))
+        return found
+
     def plugin_version(self, spec: ModelSpec) -> str:
         info = self.plugins.get(spec.plugin)
         return info.version if info else ""

@@ -204,7 +204,10 @@ def test_dcgan_uses_channels_last_on_cpu_but_the_classic_loop_keeps_the_example_
     convs = [m.weight for m in model.D.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last)
                          and not w.is_contiguous() for w in convs)
-    net_g, net_d = _networks(spec, cfg, (3, 32, 32), torch.device("cpu"))
+    from ganstudio.bench.reference import reference_model
+    ref = reference_model(get_plugin_manager())
+    assert ref.model_id == spec.id
+    net_g, net_d = _networks(spec, ref.networks, cfg, (3, 32, 32), torch.device("cpu"))
     for net in (net_g, net_d):
         weights = [p for p in net.parameters() if p.dim() == 4]
         assert weights and all(w.is_contiguous() for w in weights)
@@ -239,3 +242,28 @@ def test_the_bench_command_line_stands_alone():
     assert r.returncode == 0, r.stderr
     assert "--skip PART[,PART...]" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_benchmark_model_comes_from_a_plugin_reference():
+    """The comparison's model is what a plugin offers (ganstudio_benchmark_references),
+    with the classic recipe's settings and its own G and D; nothing in ganstudio/
+    names it."""
+    import torch
+    from ganstudio.bench.reference import BenchmarkReference, reference_model
+    from ganstudio.core.config import resolve_config
+    from ganstudio.core.errors import UserError
+    from ganstudio.plugins import PluginManager
+
+    pm = PluginManager(load_folder=False)
+    refs = pm.benchmark_references()
+    assert refs and all(isinstance(r, BenchmarkReference) for r in refs)
+    ref = reference_model(pm)
+    spec = pm.get_model(ref.model_id)
+    settings = ref.settings(resolution=32, batch_size=4, features=8, channels_last=True)
+    config = resolve_config(spec.schema, settings)      # every setting is the model's own
+    model = spec.factory(config, (3, 32, 32), torch.device("cpu"))
+    g, d = ref.networks(model)
+    assert isinstance(g, torch.nn.Module) and isinstance(d, torch.nn.Module)
+    assert set(model.trained_networks().values()) == {g, d}
+    with pytest.raises(UserError, match="no installed plugin offers one"):
+        reference_model(PluginManager(load_entry_points=False, load_folder=False))

@@ -171,11 +171,7 @@ def model_id_literals(path: Path, ids: set[str]) -> list[tuple[int, str]]:
 #: Files that still name a built-in model, each with the reason; the test fails when an
 #: entry no longer does (so the list only shrinks). Move the knowledge to a plugin or a
 #: declared capability, then delete the entry.
-NAMES_A_MODEL = {
-    "ganstudio/bench/runner.py": "the benchmark compares the classic PyTorch DCGAN example "
-                                 "with the engine on the same DCGAN, by design",
-    "ganstudio/bench/profile_step.py": "profiles that same DCGAN step",
-}
+NAMES_A_MODEL: dict[str, str] = {}
 
 
 def test_no_builtin_model_id_is_written_in_ganstudio():

@@ -13,8 +13,10 @@ Written here to behave like the well-known PyTorch DCGAN example
 * Adam (lr 2e-4, betas 0.5 / 0.999) in its default (non-fused) form;
 * every 100 steps, real and fixed-noise fake grids saved as PNG.
 
-The networks are the very ones the studio trains: built through the plugin
-manager's ``dcgan`` model factory, so both sides run identical architectures.
+The networks are the very ones the studio trains: built by the model factory of
+the model a plugin offers as the benchmark's reference
+(:mod:`ganstudio.bench.reference`; the built-in DCGAN plugin), so both sides run
+identical architectures.
 The only difference in the maths is that the discriminator here returns
 logits and the loss is ``BCEWithLogitsLoss`` (the example ends D with a
 Sigmoid and uses ``BCELoss``; the two are the same function).
@@ -26,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -55,16 +57,15 @@ def _number(value: Any, default: float) -> float:
         return default
 
 
-def _networks(spec: Any, config: dict, shape: tuple[int, int, int],
-              device: torch.device) -> tuple[nn.Module, nn.Module]:
+def _networks(spec: Any, networks: Callable[[Any], tuple[Any, Any]], config: dict,
+              shape: tuple[int, int, int], device: torch.device
+              ) -> tuple[nn.Module, nn.Module]:
+    """The model's own G and D, as its plugin's benchmark reference reaches them."""
     model = spec.factory(config, shape, device)
-    net_g = getattr(model, "G", None)
-    if not isinstance(net_g, nn.Module):
-        net_g = model.generator_module()
-    net_d = getattr(model, "D", None)
-    if not isinstance(net_d, nn.Module):
-        raise RuntimeError(f"model '{spec.id}' exposes no discriminator as .D; "
-                           "the classic loop needs one")
+    net_g, net_d = networks(model)
+    if not isinstance(net_g, nn.Module) or not isinstance(net_d, nn.Module):
+        raise RuntimeError(f"model '{spec.id}': its benchmark reference must give two "
+                           "networks (G, D)")
     # The example's default layout: the plugin switches to channels-last on a CPU.
     net_g.to(memory_format=torch.contiguous_format)
     net_d.to(memory_format=torch.contiguous_format)
@@ -112,7 +113,8 @@ def measure_loader(folder: str | os.PathLike, resolution: int, batch_size: int, 
             "first_batch_s": (t_start or t0) - t0, "dataset_size": len(dataset)}
 
 
-def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torch.device, *,
+def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torch.device,
+                networks: Callable[[Any], tuple[Any, Any]], *,
                 workers: int = 2, steps: int = 100, warmup_steps: int = 5,
                 sample_dir: str | os.PathLike | None = None) -> ClassicResult:
     """Train ``steps`` steps the classic way; time the steps after ``warmup_steps``.
@@ -132,7 +134,7 @@ def run_classic(folder: str | os.PathLike, spec: Any, config: dict, device: torc
     loader = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=True,
                                          num_workers=int(workers))
     torch.manual_seed(int(config.get("seed", 0)))
-    net_g, net_d = _networks(spec, config, (nc, res, res), device)
+    net_g, net_d = _networks(spec, networks, config, (nc, res, res), device)
     latent = int(config.get("latent_dim", 100))
     criterion = nn.BCEWithLogitsLoss()
     fixed_noise = torch.randn(64, latent, 1, 1, device=device)

@@ -70,15 +70,16 @@ def profile_step(*, device: str = "auto", precision: str = "fp32", resolution: i
     from ganstudio.core.devices import pick_device
     from ganstudio.plugins import get_plugin_manager
 
+    from .reference import reference_model
+
     choice = pick_device(device, precision=precision)
     dev = choice.device
-    spec = get_plugin_manager().get_model("dcgan")
-    settings: dict[str, Any] = {"resolution": resolution, "batch_size": batch_size,
-                                "g_features": features, "d_features": features}
-    if spec.field("preset") is not None:
-        settings["preset"] = "classic"
-    if spec.field("channels_last") is not None:
-        settings["channels_last"] = bool(channels_last)
+    pm = get_plugin_manager()
+    ref = reference_model(pm)
+    spec = pm.get_model(ref.model_id)
+    settings: dict[str, Any] = dict(ref.settings(resolution=resolution, batch_size=batch_size,
+                                                 features=features,
+                                                 channels_last=bool(channels_last)))
     config = resolve_config(spec.schema, settings)
     torch.manual_seed(0)
     model = spec.factory(config, (3, resolution, resolution), dev)

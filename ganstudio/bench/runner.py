@@ -143,6 +143,7 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
     from ganstudio.plugins import get_plugin_manager
 
     from . import classic, engine_runs, folder as bench_folder
+    from .reference import reference_model
 
     rep = Report(echo=None if opts.quiet else echo, json_path=opts.json_path)
     work = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="ganstudio-bench-"))
@@ -167,15 +168,13 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
         rep.say("engine: balance alarm and KID/FID measures off while timing, as the classic "
                 "loop has none (--monitors keeps them on)")
     pm = get_plugin_manager()
-    spec = pm.get_model("dcgan")
-    if spec.id != "dcgan":
-        raise UserError("the benchmark needs the built-in 'dcgan' model")
-    base: dict[str, Any] = {"resolution": opts.resolution, "batch_size": opts.batch_size,
-                            "g_features": opts.features, "d_features": opts.features}
-    if spec.field("preset") is not None:
-        # The recipe of the classic example (BatchNorm D, BCE, no augmentation, no EMA), so
-        # both sides train exactly the same networks the same way.
-        base["preset"] = "classic"
+    # The model a plugin offers for the comparison, with the settings of the classic
+    # example's recipe, so both sides train exactly the same networks the same way.
+    ref = reference_model(pm)
+    spec = pm.get_model(ref.model_id)
+    base: dict[str, Any] = dict(ref.settings(resolution=opts.resolution,
+                                             batch_size=opts.batch_size,
+                                             features=opts.features))
     rep.data["settings"]["model_settings"] = dict(base)
     cache = work / "cache"
 
@@ -213,7 +212,8 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
             tag = f" [round {rnd + 1}/{rounds}]" if rounds > 1 else ""
             if opts.wants("classic"):
                 for w in opts.workers:
-                    r = classic.run_classic(classic_root, spec, cfg, dev, workers=w, steps=steps,
+                    r = classic.run_classic(classic_root, spec, cfg, dev, ref.networks,
+                                            workers=w, steps=steps,
                                             warmup_steps=warm,
                                             sample_dir=work / "classic-samples")
                     classic_runs.append(r.to_dict())
@@ -225,7 +225,9 @@ def run_benchmark(opts: BenchOptions, echo: Callable[[str], None] | None = print
                          for p in _distinct_precisions(opts.engine_precisions, opts.device)]
             if opts.large_batch and opts.wants("large"):
                 todo.append((f"engine {opts.large_precision} channels_last b{opts.large_batch}",
-                             dict(base, batch_size=opts.large_batch, channels_last=True),
+                             dict(ref.settings(resolution=opts.resolution,
+                                               batch_size=opts.large_batch,
+                                               features=opts.features, channels_last=True)),
                              opts.large_precision, "run-large"))
             for label, over, prec, folder_name in todo:
                 r = engine_runs.run_engine(

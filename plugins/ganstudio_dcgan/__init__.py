@@ -39,3 +39,22 @@ def ganstudio_register_models():
         # light enough that a 2-core CPU shows a GAN learning within minutes
         quick_settings={"resolution": 32, "batch_size": 16, "g_features": 32, "d_features": 32},
     )]
+
+
+def _classic_settings(resolution: int, batch_size: int, features: int,
+                      channels_last: bool | None = None) -> dict:
+    """The example's networks (both ``features`` wide) trained with its recipe."""
+    settings = {"resolution": resolution, "batch_size": batch_size, "g_features": features,
+                "d_features": features, "preset": "classic"}
+    if channels_last is not None:
+        settings["channels_last"] = bool(channels_last)
+    return settings
+
+
+@ganstudio.hookimpl
+def ganstudio_benchmark_references():
+    """DCGAN is the studio's side of the benchmark against the classic example script:
+    the same architecture, so the classic loop trains this model's own G and D."""
+    from ganstudio.bench.reference import BenchmarkReference
+    return [BenchmarkReference(model_id="dcgan", settings=_classic_settings,
+                               networks=lambda model: (model.G, model.D))]

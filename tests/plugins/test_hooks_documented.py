@@ -27,8 +27,9 @@ def hook_names() -> list[str]:
 
 
 def test_the_hook_list_is_what_plugins_can_use():
-    assert hook_names() == ["ganstudio_metrics", "ganstudio_register_models",
-                            "ganstudio_run_finished", "ganstudio_studio_panels"]
+    assert hook_names() == ["ganstudio_benchmark_references", "ganstudio_metrics",
+                            "ganstudio_register_models", "ganstudio_run_finished",
+                            "ganstudio_studio_panels"]
 
 
 @pytest.mark.parametrize("name", hook_names())

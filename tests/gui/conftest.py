@@ -10,6 +10,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+import ganstudio  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -255,3 +257,17 @@ def finished_run(tmp_path, tiny_pm, image_dir):
     """A real 12-step run of the tiny model under tmp_path/runs."""
     run_dir = tmp_path / "runs" / "tiny-done"
     return run_dir, train_tiny_run(tiny_pm, run_dir, image_dir)
+
+
+class SpecPlugin:
+    """A plugin object offering the given model specs (for a plugin manager's ``extra``)."""
+
+    GANSTUDIO_PLUGIN_API = 1
+    __version__ = "0.0.1"
+
+    def __init__(self, *specs):
+        self.specs = list(specs)
+
+    @ganstudio.hookimpl
+    def ganstudio_register_models(self):
+        return list(self.specs)

@@ -13,9 +13,8 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
 
-import ganstudio
 from ganstudio.core.runs import RunFolder
-from tests.gui.conftest import make_images, train_tiny_run
+from tests.gui.conftest import SpecPlugin, make_images, train_tiny_run
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -89,16 +88,6 @@ def _plain_pm(tiny_pm, freeze: bool = False):
     from ganstudio.core.config import Field
     from ganstudio.plugins import PluginManager
 
-    class One:
-        GANSTUDIO_PLUGIN_API = 1
-        __version__ = "0.0.1"
-
-        def __init__(self, spec):
-            self.spec = spec
-
-        @ganstudio.hookimpl
-        def ganstudio_register_models(self):
-            return [self.spec]
 
     tiny = dataclasses.replace(tiny_pm.get_model("tiny"), plugin="")
     if freeze:
@@ -107,7 +96,7 @@ def _plain_pm(tiny_pm, freeze: bool = False):
     plain = dataclasses.replace(tiny, id="tiny-plain", name="Plain tiny GAN",
                                 capabilities=frozenset())
     return PluginManager(load_entry_points=False, load_folder=False,
-                         extra=[("tinyplugin", One(tiny)), ("plainplugin", One(plain))])
+                         extra=[("tinyplugin", SpecPlugin(tiny)), ("plainplugin", SpecPlugin(plain))])
 
 
 def test_only_runs_of_a_model_that_offers_it_with_a_checkpoint_can_be_started_from(

@@ -10,23 +10,9 @@ import dataclasses
 
 import pytest
 
-import ganstudio
+from tests.gui.conftest import SpecPlugin
 
 LONG_NAME = "MSG-GAN (multi-scale gradients, a rather long display name)"
-
-
-class _LongNamedPlugin:
-    """The tiny test model under a second, long display name."""
-
-    GANSTUDIO_PLUGIN_API = 1
-    __version__ = "0.0.1"
-
-    def __init__(self, spec):
-        self.spec = spec
-
-    @ganstudio.hookimpl
-    def ganstudio_register_models(self):
-        return [self.spec]
 
 
 @pytest.fixture
@@ -36,8 +22,8 @@ def long_name_pm(tiny_pm):
     short_spec = dataclasses.replace(tiny, plugin="")
     long_spec = dataclasses.replace(tiny, id="tiny-long", name=LONG_NAME, plugin="")
     return PluginManager(load_entry_points=False, load_folder=False,
-                         extra=[("tinyplugin", _LongNamedPlugin(short_spec)),
-                                ("longplugin", _LongNamedPlugin(long_spec))])
+                         extra=[("tinyplugin", SpecPlugin(short_spec)),
+                                ("longplugin", SpecPlugin(long_spec))])
 
 
 def _settle(qtbot, qapp):

@@ -65,3 +65,20 @@ def test_a_run_on_two_processes_is_watched_live_and_stops_with_a_checkpoint(
     assert "rank 1 of 2 joined" in log
     assert "processes stopped" in w.statusBar().currentMessage()
     assert not w.info_bar.isVisible() or "error" not in w.info_bar.label.text()
+
+
+def test_closing_the_window_stops_every_process_with_a_checkpoint(qtbot, make_window, image_dir):
+    w = make_window(data=str(image_dir), steps=1_000_000)
+    w.model_panel.add_process_choice("2 processes (CPU)", "cpu", 2)
+    w.model_panel.set_device("2 processes (CPU)")
+    asked = []
+    w.confirm_close = lambda: asked.append(1) or True
+    assert w.start_training()
+    run_dir, launched = w.run_dir, w.trainer.session.run
+    qtbot.waitUntil(lambda: w.viewer.watcher is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: (run_dir / "metrics.jsonl").is_file(), timeout=120_000)
+    w.close()
+    assert asked == [1]
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=120_000)
+    assert not launched.running
+    assert list((run_dir / "checkpoints").glob("ckpt_*.pt")), "a checkpoint at the close"

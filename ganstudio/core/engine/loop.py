@@ -14,6 +14,7 @@ The other parts: :mod:`.preparation` (lock, data, model, restore),
 from __future__ import annotations
 
 import math
+import os
 import time
 import traceback
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 from .. import distributed as dist
 from . import ranks as seams
 from .. import events as ev
+from ..cpu_share import CpuShare
 from ..data import DatasetReport, DeviceImages
 from ..devices import DeviceChoice
 from ..errors import UserError
@@ -102,6 +104,7 @@ class Engine:
         self.checkpoints = Checkpoints(self)
         self.failures = Failures(self)
         self.monitors = MonitorRunner(self)
+        self._cpu_share: CpuShare | None = None   # on a CPU: threads for the free cores
         self._prepared = False
         self._acc: dict[str, torch.Tensor] = {}   # sums on the device ...
         self._counts: dict[str, int] = {}          # ... and how many steps gave each value
@@ -271,6 +274,9 @@ class Engine:
             # only an out-of-memory error gets here, after its traceback was released
             return self.failures.out_of_memory()
         finally:
+            share = getattr(self, "_cpu_share", None)
+            if share is not None:      # the process's threads as the run found them
+                torch.set_num_threads(share.max_threads)
             self.close()
 
     def _loop(self) -> ev.Event:
@@ -286,6 +292,7 @@ class Engine:
             first_cost = time.perf_counter() - now
             schedule.sampled(self.step, now)
         self.monitors.start(time.perf_counter(), first_cost)
+        self._cpu_share = self._start_cpu_share()
         t_run = time.perf_counter()
         while self.step < s.total_steps:
             t_before = time.perf_counter()
@@ -382,7 +389,24 @@ class Engine:
         self.images_seen += n * self.rank_info.world_size   # the batch size is per rank
         self._imgs_since += n
 
+    def _start_cpu_share(self) -> CpuShare | None:
+        if (not self.settings.share_cpu or self.device.device.type != "cpu"
+                or "OMP_NUM_THREADS" in os.environ):
+            return None
+        share = CpuShare(torch.get_num_threads())
+        return share if share.available and share.max_threads > 1 else None
+
+    def _share_cpu(self) -> None:
+        """Between steps on a CPU: the threads the other programs leave cores for."""
+        share = self._cpu_share
+        threads = share.poll() if share is not None else None
+        if threads is not None:
+            torch.set_num_threads(threads)
+            self.run.log(f"step {self.step}: {threads} CPU thread(s) (other programs use "
+                         f"{share.others:.1f} of {share.cores} cores)")
+
     def _scheduled_work(self, now: float) -> None | str | ev.Failed:
+        self._share_cpu()
         self.monitors.after_step(now)
         due = self._schedule.after_step(self.step, time.perf_counter(),
                                         pending_values=bool(self.extra_values))

@@ -30,6 +30,9 @@ class EngineSettings:
     quality_samples: int = 500
     quality_features: str = "auto"    # auto (Inception if on disk, else random) | inception | random
     monitor_share: float = 0.05       # ... and time-based monitors cost at most this share
+    # on a CPU: as many threads as the other programs leave cores free (core.cpu_share);
+    # off when OMP_NUM_THREADS says how many
+    share_cpu: bool = True
 
 
 class Commands:

@@ -77,6 +77,7 @@ class CpuShare:
         self.cores = int(cores or usable_cores())
         self._clock, self._system, self._own = clock, system_ticks, own_ticks
         self.others = 0.0                     # cores the other processes used, last measured
+        self._looked = False
         self._start = self._sample()
 
     def _sample(self) -> tuple[float, int, int] | None:
@@ -90,12 +91,28 @@ class CpuShare:
         return self._start is not None
 
     def poll(self) -> int | None:
+        # the first look comes after a second: a run that starts beside a busy program
+        # should not spend its first interval at the slow pace
+        wait = self.interval_s if self._looked else min(1.0, self.interval_s)
+        if self._start is None or self._clock() - self._start[0] < wait:
+            return None
+        self._looked = True
+        return self._measure()
+
+    def poll_now(self, min_seconds: float = 0.3,
+                 sleep: Callable[[float], None] = time.sleep) -> int | None:
+        """Measure now, over at least ``min_seconds`` since the last measurement (waiting
+        for the rest): the run-time estimate's single look before it times steps."""
         if self._start is None:
             return None
+        rest = min_seconds - (self._clock() - self._start[0])
+        if rest > 0:
+            sleep(rest)
+        return self._measure()
+
+    def _measure(self) -> int | None:
         t0, system0, own0 = self._start
         now = self._clock()
-        if now - t0 < self.interval_s:
-            return None
         sample = self._sample()
         if sample is None:
             return None

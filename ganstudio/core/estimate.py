@@ -12,6 +12,7 @@ time on this machine. Returns data only; the CLI and the studio word it.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from .config import resolve_config
+from .cpu_share import CpuShare
 from .data import DeviceImages
 from .devices import pick_device
 from .errors import UserError
@@ -61,6 +63,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _time_steps(one_step: Callable[[], int], dev: torch.device, timed_steps: int,
+                max_seconds: float, cancelled: Callable[[], bool] | None
+                ) -> tuple[float, float, int]:
+    """(seconds of the median step, seconds spent, images seen) over the timed steps."""
+    spent, images_seen, times = 0.0, 0, []
+    while len(times) < max(1, timed_steps):
+        if cancelled is not None and cancelled():
+            break
+        t0 = time.perf_counter()
+        images_seen += one_step()
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+        spent += times[-1]
+        if spent >= max_seconds:
+            break
+    # The median step: on a shared machine one step slowed by another process must not
+    # set the pace of the whole run.
+    return (statistics.median(times) if times else 0.0), spent, images_seen
+
+
 def measure(spec: ModelSpec, overrides: dict[str, Any] | None, steps: int, *,
             device: str = "auto", precision: str = "auto", timed_steps: int = 5,
             warmup_steps: int = 2,
@@ -94,23 +116,21 @@ def measure(spec: ModelSpec, overrides: dict[str, Any] | None, steps: int, *,
                 model.train_step(real)
             return want
 
+        share = (CpuShare(torch.get_num_threads())
+                 if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ else None)
         for _ in range(max(1, warmup_steps)):  # allocation, algorithm choice, lazy init
             one_step()
         _sync(dev)
-        spent, images_seen, times = 0.0, 0, []
-        while len(times) < max(1, timed_steps):
-            if cancelled is not None and cancelled():
-                break
-            t0 = time.perf_counter()
-            images_seen += one_step()
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
-            spent += times[-1]
-            if spent >= max_seconds:
-                break
-        # The median step: on a shared machine one step slowed by another process must
-        # not set the pace of the whole run.
-        per_step = statistics.median(times) if times else 0.0
+        threads = torch.get_num_threads()
+        if share is not None and share.available:   # the threads the engine would use now
+            wanted = share.poll_now()
+            if wanted is not None:
+                torch.set_num_threads(wanted)
+        try:
+            per_step, spent, images_seen = _time_steps(one_step, dev, timed_steps,
+                                                       max_seconds, cancelled)
+        finally:
+            torch.set_num_threads(threads)
         sample_s = 0.0
         if spec.kind == GAN:  # the engine renders a grid of samples for GANs
             z = model.make_latents(n_samples)

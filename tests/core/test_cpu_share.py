@@ -28,11 +28,13 @@ class Ticks:
 def test_threads_follow_the_cores_other_programs_leave():
     t = Ticks()
     share = t.share()
-    t.advance(2, others=1.0, own=1.0)
-    assert share.poll() is None                  # not yet a whole interval
-    t.advance(4, others=1.0, own=1.0)
+    t.advance(0.5, others=1.0, own=1.0)
+    assert share.poll() is None                  # the first look comes after a second
+    t.advance(0.7, others=1.0, own=1.0)
     assert share.poll() == 1 and abs(share.others - 1.0) < 0.05
-    t.advance(6, others=1.0, own=1.0)
+    t.advance(3, others=1.0, own=1.0)
+    assert share.poll() is None                  # then every interval (5 s)
+    t.advance(3, others=1.0, own=1.0)
     assert share.poll() is None                  # unchanged: nothing to do
     t.advance(6, others=0.0, own=2.0)            # the other program ended
     assert share.poll() == 2
@@ -99,3 +101,17 @@ def test_the_engine_lowers_its_threads_and_puts_them_back(tmp_path, monkeypatch)
             (tmp_path / "run" / "events.log").read_text()
     finally:
         torch.set_num_threads(before)
+
+
+def test_poll_now_measures_over_at_least_the_given_time():
+    t = Ticks()
+    share = t.share()
+    slept = []
+
+    def sleep(seconds):           # the other program keeps running while we wait
+        slept.append(seconds)
+        t.advance(seconds, others=1.0, own=0.0)
+
+    t.advance(0.1, others=1.0, own=2.0)
+    assert share.poll_now(0.3, sleep=sleep) == 1
+    assert abs(slept[0] - 0.2) < 1e-9 and abs(share.others - 1.0) < 0.05

@@ -49,7 +49,7 @@ def print_estimate(spec: Any, config: dict[str, Any], steps: int, *, device: str
     """Measure the run's remaining steps on this device and print the estimate (and,
     for a long run, the faster alternatives). Returns the estimate, or None when the
     model has nothing to estimate or nothing is left to train."""
-    from ganstudio.core.estimate import faster_alternatives, measure
+    from ganstudio.core.estimate import choice_target, faster_alternatives, measure
     from ganstudio.core.errors import UserError
     out = out or sys.stderr
     remaining = steps - start_step
@@ -69,7 +69,7 @@ def print_estimate(spec: Any, config: dict[str, Any], steps: int, *, device: str
         # Only what the user asked for goes into the options; the measured config holds
         # every default too.
         try:
-            alts = faster_alternatives(spec, config, steps, long_s, device=device,
+            alts = faster_alternatives(spec, config, steps, choice_target(long_s), device=device,
                                        precision=precision, measured=est)
         except Exception:  # noqa: BLE001 - the options are a nicety; the run goes on
             alts = []

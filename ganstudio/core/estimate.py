@@ -63,6 +63,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: What the faster choices for a long run aim at: a first result within a quarter
+#: of an hour on this device (a choice that merely scrapes under the hour that made
+#: the run "long" saves nothing worth a click).
+SHORT_RUN_S = 900.0
+
+
+def choice_target(long_s: float) -> float:
+    """What the faster choices aim at when a run is longer than ``long_s``."""
+    return min(SHORT_RUN_S, long_s / 4)
+
+
 def _time_steps(one_step: Callable[[], int], dev: torch.device, timed_steps: int,
                 max_seconds: float, cancelled: Callable[[], bool] | None
                 ) -> tuple[float, float, int]:
@@ -152,12 +163,13 @@ def faster_alternatives(spec: ModelSpec, overrides: dict[str, Any] | None, steps
                         target_seconds: float, *, device: str = "auto",
                         precision: str = "auto", measured: RunEstimate | None = None,
                         **kwargs: Any) -> list[RunEstimate]:
-    """Lighter runs that fit ``target_seconds`` on this device, fastest first kept last.
+    """Lighter runs for ``target_seconds`` on this device (see :data:`SHORT_RUN_S`).
 
-    Candidates: the model's declared ``quick_settings`` at the same step budget,
-    then, for the run as asked and for the quick settings, the step budget cut to
-    fit the target (never below a tenth of the budget asked: fewer steps teach
-    too little to be worth offering). Each candidate is measured."""
+    Candidates: the model's declared ``quick_settings`` at the same step budget
+    (offered when they fit the target or at least halve the time), then, for the
+    run as asked and for the quick settings, the step budget cut to fit the target
+    (never below a tenth of the budget asked: fewer steps teach too little to be
+    worth offering). Each candidate is measured."""
     overrides = dict(overrides or {})
     asked = measured or measure(spec, overrides, steps, device=device, precision=precision,
                                 **kwargs)
@@ -169,7 +181,8 @@ def faster_alternatives(spec: ModelSpec, overrides: dict[str, Any] | None, steps
         light = measure(spec, {**overrides, **quick}, steps, device=device,
                         precision=precision, **kwargs)
         light = _with_changes(light, quick)
-        if light.total_seconds <= target_seconds:
+        if light.total_seconds < asked.total_seconds and \
+                light.total_seconds <= max(target_seconds, asked.total_seconds / 2):
             out.append(light)
     for base in (asked, light):
         if base is None or base.total_seconds <= target_seconds:

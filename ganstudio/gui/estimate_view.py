@@ -170,12 +170,13 @@ class RunEstimator(QObject):
         gen = self.generation
 
         def work(ctx):
-            from ganstudio.core.estimate import faster_alternatives, measure
+            from ganstudio.core.estimate import choice_target, faster_alternatives, measure
             est = measure(spec, config, steps, device=device, precision=precision,
                           max_seconds=6.0, cancelled=ctx.cancelled)
             alts: list[Any] = []
             if est.total_seconds > long_s and not ctx.cancelled():
-                alts = faster_alternatives(spec, config, steps, long_s, device=device,
+                alts = faster_alternatives(spec, config, steps, choice_target(long_s),
+                                           device=device,
                                            precision=precision, measured=est,
                                            max_seconds=6.0, cancelled=ctx.cancelled)
             return est, alts

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ganstudio.core.errors import ConfigError
 from ganstudio.core.units import format_duration
@@ -32,6 +32,42 @@ def describe_changes(changes: dict[str, Any], labels: Callable[[str], str] = str
     return ", ".join(parts)
 
 
+class ChoiceButton(QFrame):
+    """A button whose text wraps to the dock's width (a QPushButton's never does, and a
+    long choice would widen the whole settings dock). Click, Enter or Space chooses."""
+
+    clicked = Signal()
+
+    def __init__(self, text: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("estimateChoice")
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setCursor(Qt.PointingHandCursor)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.label = QLabel(text)
+        self.label.setWordWrap(True)
+        self.label.setAttribute(Qt.WA_TransparentForMouseEvents)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(10, 4, 10, 4)
+        lay.addWidget(self.label)
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def click(self) -> None:
+        self.clicked.emit()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.LeftButton and self.rect().contains(event.position().toPoint()):
+            self.click()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Space):
+            self.click()
+        else:
+            super().keyPressEvent(event)
+
+
 class EstimateBox(QWidget):
     """The estimate's line and, for a long run, buttons for the faster choices."""
 
@@ -45,7 +81,7 @@ class EstimateBox(QWidget):
         self.label.setWordWrap(True)
         self.label.setToolTip("Measured on this device with a few real training steps of "
                               "these settings; a busy machine makes the run slower.")
-        self.choices: list[QPushButton] = []
+        self.choices: list[ChoiceButton] = []
         self._lay = QVBoxLayout(self)
         self._lay.setContentsMargins(0, 0, 0, 0)
         self._lay.addWidget(self.label)
@@ -84,11 +120,10 @@ class EstimateBox(QWidget):
         self.choices = []
         for alt in alternatives:
             what = describe_changes(alt.changes, labels)
-            b = QPushButton(f"{what} · about {format_duration(alt.total_seconds)}")
-            b.setObjectName("estimateChoice")
+            b = ChoiceButton(f"{what} · about {format_duration(alt.total_seconds)}")
             b.setToolTip("Use these settings: " + ", ".join(
                 f"{k}={v}" for k, v in alt.changes.items()))
-            b.clicked.connect(lambda _c=False, ch=dict(alt.changes): self.chosen.emit(ch))
+            b.clicked.connect(lambda ch=dict(alt.changes): self.chosen.emit(ch))
             self._lay.addWidget(b)
             b.show()
             self.choices.append(b)

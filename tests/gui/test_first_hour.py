@@ -208,3 +208,26 @@ def test_dataset_panel_counts_other_files_and_greyscale_sets_one_channel(qtbot, 
     # a colour folder after it leaves the user's choice alone
     w.model_panel.form.set_values({"channels": 3})
     w.tasks.wait_all()
+
+
+def test_a_long_faster_choice_wraps_instead_of_widening_the_dock(qtbot):
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import Qt
+    from ganstudio.gui.estimate_view import EstimateBox
+    box = EstimateBox()
+    qtbot.addWidget(box)
+    changes = {"resolution": 32, "batch_size": 16, "g_features": 32, "d_features": 32}
+    est = SimpleNamespace(total_seconds=80_000, steps=10_000, device="cpu",
+                          images_per_second=20.0)
+    alt = SimpleNamespace(total_seconds=454, changes=changes)
+    box.show_estimate(est, [alt], long_s=3600)
+    box.resize(200, 400)
+    box.show()
+    (button,) = box.choices
+    assert box.minimumSizeHint().width() < 200          # wraps: the dock keeps its width
+    assert "about 7 min 34 s" in button.text() and button.label.wordWrap()
+    with qtbot.waitSignal(box.chosen) as chosen:
+        button.setFocus()
+        qtbot.keyClick(button, Qt.Key_Return)         # the keyboard chooses too
+    assert chosen.args == [changes]

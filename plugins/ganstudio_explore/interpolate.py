@@ -109,6 +109,8 @@ class InterpolationView(QWidget):
         self.walk_points.valueChanged.connect(lambda _v: self.update_strip())
         self.walk_seed.valueChanged.connect(lambda _v: self.update_strip())
         self.ease.toggled.connect(lambda _on: self.update_strip())
+        # the strip shows what the loop will be: the Seeds page's truncation included
+        panel.seeds.psi.valueChanged.connect(lambda _v: self.update_strip())
         self.export_button.clicked.connect(self.export)
         self.cancel_button.clicked.connect(self.cancel)
         self.format.currentTextChanged.connect(self._format_changed)
@@ -192,8 +194,10 @@ class InterpolationView(QWidget):
         def done(images):
             for view, img in zip(self.strip, images):
                 view.show_image(img)
+            shown_psi = f", ψ {psi:.2f} (Seeds page)" if ex.distribution == "gaussian" else ""
             self.strip_label.setText(f"{len(labels)} points: " + " → ".join(labels[:8])
-                                     + (" …" if len(labels) > 8 else "") + f" → {labels[0]}")
+                                     + (" …" if len(labels) > 8 else "") + f" → {labels[0]}"
+                                     + shown_psi)
 
         return self.panel.task(work, on_result=done,
                                on_error=lambda m, _t: self.strip_label.setText(m),

@@ -100,6 +100,17 @@ def test_interpolation_strip_and_loop_export_with_cancel(qtbot, panel, tmp_path)
     assert "seed 2 → seed 9 → seed 2" in view.strip_label.text()
     # the strip starts on seed 2's own picture
     assert np.array_equal(view.strip[0].array, panel.seeds.tiles[2].image.array)
+    # it follows the Seeds page's truncation, as the exported loop does, and says it
+    from ganstudio_explore.seeds import PSI_STEPS
+    panel.seeds.psi.setValue(PSI_STEPS // 2)
+    qtbot.waitUntil(lambda: "ψ 0.50 (Seeds page)" in view.strip_label.text(), timeout=WAIT)
+    qtbot.waitUntil(lambda: panel.seeds.rendered is not None
+                    and panel.seeds.rendered[1] == 0.5, timeout=WAIT)
+    idle(qtbot, panel)
+    assert np.array_equal(view.strip[0].array, panel.seeds.tiles[2].image.array)
+    panel.seeds.psi.setValue(PSI_STEPS)
+    qtbot.waitUntil(lambda: "ψ 1.00 (Seeds page)" in view.strip_label.text(), timeout=WAIT)
+    idle(qtbot, panel)
     # export a GIF loop
     view.format.setCurrentText("GIF")
     view.seconds.setValue(1)

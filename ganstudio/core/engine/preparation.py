@@ -180,6 +180,10 @@ def _write_run_info(e: Engine, info: dict[str, Any] | None) -> None:
         e.run.create(run_info)
     e.run.log(f"model {e.spec.id} ({e.spec.plugin} {e.plugin_version}); "
               f"device {e.device.name} ({e.device.reason})")
+    rec = e.init_record
+    if rec is not None:
+        e.run.log(f"fine-tuning: started from {rec.get('run')} ({rec.get('checkpoint')}, "
+                  f"step {rec.get('step')}): its network weights; fresh optimizers, step 0")
     if e.report is not None and e.rank_info.is_writer:   # said once, by rank 0
         e.run.log("dataset: " + e.report.summary())
         if e.chosen_from_data:

@@ -130,6 +130,8 @@ def test_the_first_grid_is_the_source_runs_grid(source, tmp_path):
     info = json.loads((new / "run.json").read_text())
     assert info["init_from"] == {"run": str(source), "checkpoint": "ckpt_00000003.pt",
                                  "step": 3, "model_id": "tiny"}
+    assert (f"fine-tuning: started from {source} (ckpt_00000003.pt, step 3): its network "
+            "weights; fresh optimizers, step 0") in (new / "events.log").read_text()
 
 
 def test_settings_given_win_over_the_sources(source, tmp_path):

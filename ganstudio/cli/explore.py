@@ -71,7 +71,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     explorer = _explorer(args)
     images = explorer.seed_images(seeds, psi=args.truncation)
     labels = None if args.no_labels else [str(seed) for seed in seeds]
-    save_png(make_grid(images, nrow=args.columns, min_cell=32, labels=labels), out)
+    # cells of at least 64 px: a 32 px run's samples and their labels stay readable
+    save_png(make_grid(images, nrow=args.columns, min_cell=64, labels=labels), out)
     first, last = seeds[0], seeds[-1]
     print(f"wrote {len(seeds)} samples (seeds {first}..{last} in reading order, step "
           f"{explorer.step}) to {shown(out)}")

@@ -188,7 +188,8 @@ def run_nearest_check(run_dir: str | Path, plugin_manager: Any, n: int = 256, *,
     train = training_images(run_dir)
     result = nearest_check(samples, train, feature, device=device)
     RunFolder(run_dir).log(
-        f"memorisation check (step {explorer.step}, {feature} features): {result.closer} of "
+        f"memorisation check (step {explorer.step}, compared by "
+        f"{'16x16 pixels' if feature == 'pixels' else feature + ' features'}): {result.closer} of "
         f"{result.n_samples} samples closer to a training image than training images are to "
         f"each other")
     update_state(run_dir, memorisation={**result.to_dict(), "step": explorer.step})

@@ -45,7 +45,9 @@ class AlarmSettings:
     d_win_auc: float = 0.995          # ... and separating them this cleanly = imbalance
     overfit_auc: float = 0.8          # D prefers training over held-out images this often
     patience: int = 2                 # consecutive bad checks before warning
-    start_step: int = 100             # no verdicts before this step (the random start)
+    # no verdicts before this step: for the first few hundred steps every sample is much
+    # the same noise, which is the start of learning, not a collapse
+    start_step: int = 500
     n_images: int = 64                # images per check (samples, real, held-out)
 
 

@@ -150,27 +150,28 @@ class Collapsed(GANModel):
 
 
 def test_engine_emits_collapse_warning_and_logs_values(tmp_path):
-    assert AlarmSettings().start_step == 100 and AlarmSettings().patience == 2
+    assert AlarmSettings().start_step == 500 and AlarmSettings().patience == 2
     spec = ModelSpec("collapsed", "Collapsed", GAN,
                      common_gan_fields(resolution=16, resolutions=(16,), channels=1,
                                        batch_size=4), Collapsed)
     images = ((shapes(40, seed=0) + 1) * 127.5).to(torch.uint8)
     seen = []
-    settings = EngineSettings(total_steps=150, device="cpu", precision="fp32", log_every_s=1e9,
+    settings = EngineSettings(total_steps=600, device="cpu", precision="fp32", log_every_s=1e9,
                               sample_every_s=1e9, checkpoint_every_s=0, n_samples=4,
-                              alarm_every_steps=50, quality_every_steps=75, quality_samples=16)
+                              alarm_every_steps=100, quality_every_steps=300,
+                              quality_samples=16)
     engine = Engine(spec, tmp_path / "run", images=images, settings=settings,
                     listeners=[seen.append])
     engine.prepare()
     assert isinstance(engine.run_loop(), ev.Finished)
     warnings = [e for e in seen if isinstance(e, ev.Warning)]
     assert [w.kind for w in warnings] == ["collapse"]
-    assert warnings[0].step == 150                # judged from step 100; bad twice in a row
+    assert warnings[0].step == 600                # judged from step 500; bad twice in a row
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     alarm_lines = [l for l in lines if "diversity" in l]
-    assert [l["step"] for l in alarm_lines] == [50, 100, 150]
+    assert [l["step"] for l in alarm_lines] == [100, 200, 300, 400, 500, 600]
     assert all(l["diversity"] < 0.05 for l in alarm_lines)
-    assert [l["step"] for l in lines if "kid" in l] == [75, 150]
+    assert [l["step"] for l in lines if "kid" in l] == [300, 600]
     assert all(l["kid"] > 0 for l in lines if "kid" in l)
     assert "mode collapse" in (tmp_path / "run" / "events.log").read_text()
 
@@ -232,9 +233,9 @@ def test_engine_warning_of_a_model_without_remedies_says_the_data_may_be_the_pro
                                        batch_size=4), Collapsed)
     images = ((shapes(40, seed=0) + 1) * 127.5).to(torch.uint8)
     seen = []
-    settings = EngineSettings(total_steps=150, device="cpu", precision="fp32", log_every_s=1e9,
+    settings = EngineSettings(total_steps=600, device="cpu", precision="fp32", log_every_s=1e9,
                               sample_every_s=1e9, checkpoint_every_s=0, n_samples=4,
-                              alarm_every_steps=50, quality_every_s=0)
+                              alarm_every_steps=100, quality_every_s=0)
     engine = Engine(spec, tmp_path / "run", images=images, settings=settings,
                     listeners=[seen.append])
     engine.prepare()

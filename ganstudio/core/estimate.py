@@ -169,7 +169,8 @@ def faster_alternatives(spec: ModelSpec, overrides: dict[str, Any] | None, steps
     (offered when they fit the target or at least halve the time), then, for the
     run as asked and for the quick settings, the step budget cut to fit the target
     (never below a tenth of the budget asked: fewer steps teach too little to be
-    worth offering). Each candidate is measured."""
+    worth offering, so a run too long for that gets the tenth). Each candidate is
+    measured."""
     overrides = dict(overrides or {})
     asked = measured or measure(spec, overrides, steps, device=device, precision=precision,
                                 **kwargs)
@@ -187,8 +188,10 @@ def faster_alternatives(spec: ModelSpec, overrides: dict[str, Any] | None, steps
     for base in (asked, light):
         if base is None or base.total_seconds <= target_seconds:
             continue
-        fit_steps = int(steps * target_seconds / base.total_seconds)
-        if fit_steps >= max(1, steps // 10):
+        # the budget that fits the target, but never below a tenth of it (fewer steps
+        # teach too little): then the tenth, still ten times sooner
+        fit_steps = max(int(steps * target_seconds / base.total_seconds), max(1, steps // 10))
+        if fit_steps < steps:
             scale = fit_steps / steps
             out.append(RunEstimate(
                 steps=fit_steps, seconds_per_step=base.seconds_per_step,

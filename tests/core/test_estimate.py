@@ -34,8 +34,8 @@ def test_alternatives_fit_the_target_and_say_what_changes(dcgan):
     for a in alts:
         assert a.changes, "an alternative names what it changes"
         assert a.steps == a.changes.get("steps", 2000)
-        if "steps" in a.changes:
-            assert a.total_seconds <= target * 1.0001
+        if "steps" in a.changes:    # fits the target, or is the tenth of the budget
+            assert a.total_seconds <= target * 1.0001 or a.steps == 200
             assert 200 <= a.steps < 2000
 
 
